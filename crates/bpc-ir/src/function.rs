@@ -100,33 +100,78 @@ pub enum Inst {
     Const(f64),
     /// The step's minibatch size as a scalar `f32[]` (fixed when a step is specialized).
     BatchSize,
-    Unary { op: UnaryOp, arg: Value },
+    Unary {
+        op: UnaryOp,
+        arg: Value,
+    },
     /// Both operands have the result's type; lowering inserts `Broadcast`s first.
-    Binary { op: BinaryOp, lhs: Value, rhs: Value },
+    Binary {
+        op: BinaryOp,
+        lhs: Value,
+        rhs: Value,
+    },
     /// `where(cond, on_true, on_false)`: `cond` is a 0/1 mask; nonzero picks `on_true`.
-    Select { cond: Value, on_true: Value, on_false: Value },
+    Select {
+        cond: Value,
+        on_true: Value,
+        on_false: Value,
+    },
     /// Reduces the physical `axes` (sorted, distinct) away.
-    Reduce { op: ReduceOp, arg: Value, axes: Vec<usize> },
+    Reduce {
+        op: ReduceOp,
+        arg: Value,
+        axes: Vec<usize>,
+    },
     /// NumPy broadcasting of the example axes to `to`; may also add the batch axis.
-    Broadcast { arg: Value, to: Shape },
+    Broadcast {
+        arg: Value,
+        to: Shape,
+    },
     /// Same elements, new example shape; the batch axis is kept.
-    Reshape { arg: Value, to: Shape },
+    Reshape {
+        arg: Value,
+        to: Shape,
+    },
     /// Swaps the two example axes of a rank-2 example.
-    Transpose { arg: Value },
+    Transpose {
+        arg: Value,
+    },
     /// `op(lhs) · op(rhs)` on physical rank-2 operands, `op` transposing when the flag is
     /// set (BLAS's transa/transb). The minibatch axis may be a row or the contracted axis.
-    MatMul { lhs: Value, rhs: Value, ta: bool, tb: bool },
+    MatMul {
+        lhs: Value,
+        rhs: Value,
+        ta: bool,
+        tb: bool,
+    },
     /// Softmax (or log-softmax) along a physical example axis, max-subtracted.
-    Softmax { arg: Value, axis: usize, log: bool },
+    Softmax {
+        arg: Value,
+        axis: usize,
+        log: bool,
+    },
     /// `logsumexp(logits) - logits[label]` along the last axis: logits `f32[.., K]`,
     /// label `i32[..]` of class indices, result `f32[..]`.
-    CrossEntropy { logits: Value, label: Value },
+    CrossEntropy {
+        logits: Value,
+        label: Value,
+    },
     /// Class indices `i32[..]` to a 0/1 `f32[.., classes]`.
-    OneHot { label: Value, classes: usize },
+    OneHot {
+        label: Value,
+        classes: usize,
+    },
     /// Constant indexing of the leading example axes: `W[i, j]`, `v[i]`, `W[i]` (a row).
-    Index { arg: Value, at: Vec<usize> },
+    Index {
+        arg: Value,
+        at: Vec<usize>,
+    },
     /// The adjoint of `Index`: zeros of shape `to` with `arg` placed at `at`.
-    Scatter { arg: Value, at: Vec<usize>, to: Shape },
+    Scatter {
+        arg: Value,
+        at: Vec<usize>,
+        to: Shape,
+    },
 }
 
 impl Inst {

@@ -83,8 +83,7 @@ pub fn infer_type(func: &Function, inst: &Inst) -> Result<Type, TypeError> {
             if axes.windows(2).any(|w| w[0] >= w[1]) || axes.iter().any(|&a| a >= phys.len()) {
                 bail!("reduce axes {axes:?} are not sorted, distinct axes of {t}");
             }
-            let kept: Vec<Dim> =
-                phys.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+            let kept: Vec<Dim> = phys.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
             Type::f32(Shape::from_physical(&kept).expect("batch stays leading"))
         }
         Inst::Broadcast { arg, to } => {

@@ -82,7 +82,14 @@ pub fn results<'a>(func: &'a Function, values: &'a [Tensor]) -> Vec<(&'a str, &'
     func.results.iter().map(|r| (r.name.as_str(), &values[r.value.index()])).collect()
 }
 
-fn eval(func: &Function, v: Value, batch: usize, args: &[Tensor], vals: &[Tensor], shape: Vec<usize>) -> Result<Tensor, InterpError> {
+fn eval(
+    func: &Function,
+    v: Value,
+    batch: usize,
+    args: &[Tensor],
+    vals: &[Tensor],
+    shape: Vec<usize>,
+) -> Result<Tensor, InterpError> {
     let get = |x: Value| &vals[x.index()];
     let out = match func.inst(v) {
         Inst::Arg(id) => args[id.index()].clone(),
@@ -151,7 +158,9 @@ fn eval(func: &Function, v: Value, batch: usize, args: &[Tensor], vals: &[Tensor
 fn class_index(func: &Function, label: Value, c: f64, k: usize) -> Result<usize, InterpError> {
     if c.fract() != 0.0 || c < 0.0 || c >= k as f64 {
         let name = match func.inst(label) {
-            Inst::Arg(ArgId(i)) if matches!(func.args[*i as usize].kind, ArgKind::Label { .. }) => func.args[*i as usize].name.as_str(),
+            Inst::Arg(ArgId(i)) if matches!(func.args[*i as usize].kind, ArgKind::Label { .. }) => {
+                func.args[*i as usize].name.as_str()
+            }
             _ => "label",
         };
         return Err(InterpError(format!("class label {name} = {c} is not an integer in 0..{k}")));

@@ -23,6 +23,7 @@ pub mod infer;
 pub mod interp;
 pub mod ops;
 pub mod print;
+pub mod read;
 pub mod span;
 pub mod types;
 pub mod verify;
@@ -31,6 +32,7 @@ pub use function::{ArgData, ArgId, ArgKind, Function, Init, Inst, Output, Value,
 pub use infer::{TypeError, broadcast_shapes, broadcasts_to, infer_type};
 pub use interp::{InterpError, Tensor, interpret};
 pub use ops::{BinaryOp, ReduceOp, UnaryOp};
+pub use read::{ReadError, read};
 pub use span::{Diagnostic, Label, Span};
 pub use types::{DType, Dim, Shape, Type};
 pub use verify::{VerifyError, verify};
@@ -82,6 +84,15 @@ function add_mul {
     }
 
     #[test]
+    fn reads_what_it_prints() {
+        let f = add_mul();
+        let back = read(&f.to_string()).unwrap();
+        assert_eq!(back.to_string(), f.to_string());
+        let err = read("function f {\n  v0: f32[] = const 1.0\n  v1: f32[B] = exp v0\n}\n").unwrap_err();
+        assert_eq!(err.to_string(), "line 3: v1 is written f32[B] but its operands give f32[]");
+    }
+
+    #[test]
     fn interprets_the_lecture_numbers() {
         let f = add_mul();
         let args = [Tensor::new([2], [-2.0, 1.0]), Tensor::new([2], [5.0, 1.0]), Tensor::new([2], [-4.0, 2.0])];
@@ -104,7 +115,12 @@ function add_mul {
         let dw = f.ins(Inst::MatMul { lhs: y, rhs: x, ta: true, tb: false }, s);
         assert_eq!(f.ty(dw).to_string(), "f32[2,3]");
         assert!(f.push(Inst::MatMul { lhs: x, rhs: w, ta: false, tb: false }, s).is_err());
-        let vals = interpret(&f, 1, &[Tensor::new([1, 3], [1.0, 2.0, 3.0]), Tensor::new([2, 3], [1.0, 0.0, 0.0, 0.0, 1.0, 1.0])]).unwrap();
+        let vals = interpret(
+            &f,
+            1,
+            &[Tensor::new([1, 3], [1.0, 2.0, 3.0]), Tensor::new([2, 3], [1.0, 0.0, 0.0, 0.0, 1.0, 1.0])],
+        )
+        .unwrap();
         assert_eq!(vals[y.index()].data, vec![1.0, 5.0]);
     }
 }
