@@ -1,1 +1,43 @@
-//! bpc-train
+//! # bpc-train: data, params, checkpoints and the SGD driver
+//!
+//! Everything between a checked model and a trained one, outside the compiler itself:
+//!
+//! - [`data`] loads CSV / `.csv.gz` into a [`Dataset`] laid out by the model's [`Schema`]
+//!   (the non-label columns fill the inputs in declaration order, row-major). Bad data is an
+//!   error naming `file:line:column` before anything is trained; it never panics.
+//! - [`standardize`] fits per-feature mean/std on the training set only.
+//! - [`params`] keeps every param in one contiguous `f32` slab in declaration order;
+//!   [`init`] draws each from its own stream (seed mixed with a hash of its name).
+//! - [`checkpoint`] saves/loads that slab as safetensors, atomically.
+//! - [`driver::train`] runs epochs of shuffled minibatches through the JIT-compiled train
+//!   step (one compiled step per minibatch size: the full one and the last, smaller one);
+//!   [`eval`] runs the forward function for validation metrics and predictions.
+//!
+//! Invariants: the step loop allocates nothing (buffers are gathered into, argument lists
+//! reuse their storage); the only randomness is the seed (init streams and one shuffling
+//! RNG), so a run is reproducible bit for bit on one machine.
+
+pub mod checkpoint;
+pub mod data;
+pub mod driver;
+pub mod eval;
+pub mod init;
+pub mod params;
+pub mod report;
+pub mod runner;
+pub mod schema;
+pub mod standardize;
+
+#[cfg(test)]
+mod testutil;
+
+pub use checkpoint::{CheckpointError, Meta, model_hash};
+pub use data::{DataError, Dataset, LabelEncoding, LabelPolicy, Labels, LoadOptions};
+pub use driver::{TrainConfig, train};
+pub use eval::{Evaluator, Metrics, Predictions};
+pub use init::InitError;
+pub use params::{ParamInfo, Params};
+pub use report::{EpochReport, TrainReport};
+pub use runner::RunError;
+pub use schema::{LabelKind, Schema, SchemaError};
+pub use standardize::Standardizer;

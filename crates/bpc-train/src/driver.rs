@@ -1,0 +1,156 @@
+//! The SGD driver: epochs of shuffled minibatches through the compiled train step.
+//!
+//! The train step (forward, adjoint, `W -= lr * dW` fused in) comes from
+//! `bpc_autodiff::train_step`, is optimized by `bpc_opt` and JIT-compiled by `bpc_codegen`
+//! once for the minibatch size and once for the last, smaller minibatch of an epoch, which
+//! is trained on, not dropped. One RNG, seeded once, reshuffles an index vector every epoch;
+//! each minibatch is gathered into preallocated per-input buffers and the step is called
+//! with the learning rate as its runtime `lr` argument. `train_loss` is the example-weighted
+//! mean of the step losses (each the minibatch objective, regularizer included), measured
+//! before each step's update, as PyTorch's running loss is.
+
+use std::time::{Duration, Instant};
+
+use bpc_autodiff::Optimizer;
+use bpc_ir::Function;
+use bpc_opt::OptLevel;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::data::{Dataset, Labels};
+use crate::eval::{Evaluator, accuracy_source, count_correct};
+use crate::params::Params;
+use crate::report::{EpochReport, TrainReport};
+use crate::runner::{Batch, RunError, Runner, Slab};
+use crate::schema::Schema;
+
+/// Training settings (SPEC §4 defaults: 10 epochs, batch 32, lr 0.01, seed 0, `-O2`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    /// Seeds the shuffling (param init has its own streams, see [`crate::init`]).
+    pub seed: u64,
+    pub opt_level: OptLevel,
+    /// Draw an `indicatif` progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: 10, batch: 32, lr: 0.01, seed: 0, opt_level: OptLevel::O2, progress: false }
+    }
+}
+
+/// The optimized train step of `func`: results `loss`, the param updates and, when the
+/// model has one, the accuracy source (`output` or `logits`).
+pub fn step_function(func: &Function, schema: &Schema, level: OptLevel) -> Result<Function, RunError> {
+    let mut step = bpc_autodiff::train_step(func, Optimizer::Sgd).map_err(RunError::Program)?;
+    if let Some(name) = accuracy_source(func, schema)
+        && step.result(name).is_none()
+        && keeps_forward(&step, func)
+    {
+        let v = func.result(name).expect("accuracy source is a result").value;
+        step.add_result(name, v);
+    }
+    Ok(bpc_opt::optimize(&step, level))
+}
+
+/// Whether `step` starts with `func`'s values unchanged (so a forward value keeps its number).
+fn keeps_forward(step: &Function, func: &Function) -> bool {
+    step.len() >= func.len() && func.values().all(|v| step.data(v) == func.data(v))
+}
+
+/// Trains `params` on `train` for `cfg.epochs` epochs, evaluating on `val` after each, and
+/// calls `on_epoch` with each epoch's figures.
+pub fn train(
+    func: &Function,
+    params: &mut Params,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<TrainReport, RunError> {
+    let schema = Schema::of(func).map_err(|e| RunError::Call(e.0))?;
+    let n = train.len();
+    if n == 0 || cfg.batch == 0 {
+        return Err(RunError::Call("nothing to train: no examples or a minibatch size of 0".into()));
+    }
+    let full = cfg.batch.min(n);
+    let mut compile = Vec::new();
+    let mut step = Runner::new(step_function(func, &schema, cfg.opt_level)?, &schema, params, full)?;
+    for rows in [full, n % full] {
+        if rows > 0 {
+            compile.push(("train step".to_string(), rows, step.prepare(rows)?));
+        }
+    }
+    let mut eval = match val {
+        Some(v) => {
+            let mut e = Evaluator::for_metrics(func, &schema, params, cfg.opt_level)?;
+            compile.push(("forward".to_string(), v.len(), e.prepare(v.len())?));
+            Some(e)
+        }
+        None => None,
+    };
+    let loss_i =
+        step.result_index("loss").ok_or_else(|| RunError::Call("the train step has no `loss` result".into()))?;
+    let scores_i = accuracy_source(func, &schema).and_then(|s| step.result_index(s));
+    let has_classes = matches!(train.labels, Labels::Class { .. });
+
+    let bar = progress_bar(cfg, n.div_ceil(full));
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut batch = Batch::new(&schema, full);
+    let mut epochs = Vec::with_capacity(cfg.epochs);
+    let started = Instant::now();
+    for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        bar.set_position(0);
+        bar.set_message(format!("epoch {epoch}/{}", cfg.epochs));
+        order.shuffle(&mut rng);
+        let (mut loss, mut correct) = (0f64, 0usize);
+        for idx in order.chunks(full) {
+            batch.gather(train, idx);
+            step.run(&batch, Slab::Mut(&mut params.data), cfg.lr)?;
+            loss += f64::from(step.result(loss_i, batch.rows)[0]) * batch.rows as f64;
+            if let Some(i) = scores_i {
+                correct +=
+                    count_correct(step.result(i, batch.rows), step.result_width(i), &batch.classes[..batch.rows]);
+            }
+            bar.inc(1);
+        }
+        let train_time = t0.elapsed();
+        let val_metrics = match (&mut eval, val) {
+            (Some(e), Some(v)) => Some(e.metrics(v, params)?),
+            _ => None,
+        };
+        let report = EpochReport {
+            epoch,
+            train_loss: loss / n as f64,
+            train_accuracy: scores_i.filter(|_| has_classes).map(|_| correct as f64 / n as f64),
+            val_loss: val_metrics.map(|m| m.loss),
+            val_accuracy: val_metrics.and_then(|m| m.accuracy),
+            examples_per_s: n as f64 / train_time.as_secs_f64().max(1e-9),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        bar.suspend(|| on_epoch(&report));
+        epochs.push(report);
+    }
+    bar.finish_and_clear();
+    Ok(TrainReport { epochs, seconds: started.elapsed().as_secs_f64(), compile })
+}
+
+fn progress_bar(cfg: &TrainConfig, steps: usize) -> ProgressBar {
+    if !cfg.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} steps [{elapsed_precise}, {per_sec}]")
+        .expect("valid template");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,140 @@
+//! Per-epoch figures and their two renderings: a human line for stderr and the JSON
+//! object of SPEC §4 for stdout.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    /// Example-weighted mean of the epoch's step losses.
+    pub train_loss: f64,
+    /// `None` for real labels.
+    pub train_accuracy: Option<f64>,
+    /// `None` without validation data.
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    /// Training examples per second of step time (gather, step, metrics; not validation).
+    pub examples_per_s: f64,
+    /// The epoch's wall time, validation included.
+    pub seconds: f64,
+}
+
+impl EpochReport {
+    /// `{"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+    /// "examples_per_s", "seconds"}` in that order; absent figures (and NaN) are `null`.
+    pub fn to_json(&self) -> String {
+        object(&[
+            ("epoch", json!(self.epoch)),
+            ("train_loss", json!(self.train_loss)),
+            ("train_accuracy", json!(self.train_accuracy)),
+            ("val_loss", json!(self.val_loss)),
+            ("val_accuracy", json!(self.val_accuracy)),
+            ("examples_per_s", json!(self.examples_per_s)),
+            ("seconds", json!(self.seconds)),
+        ])
+    }
+
+    /// One human-readable line: `epoch 3/10  loss 0.4123  acc 0.8750  val loss ...`.
+    pub fn summary(&self, epochs: usize) -> String {
+        let mut s = format!("epoch {:>w$}/{epochs}  loss {:.4}", self.epoch, self.train_loss, w = digits(epochs));
+        if let Some(a) = self.train_accuracy {
+            s += &format!("  acc {a:.4}");
+        }
+        if let Some(l) = self.val_loss {
+            s += &format!("  val loss {l:.4}");
+        }
+        if let Some(a) = self.val_accuracy {
+            s += &format!("  val acc {a:.4}");
+        }
+        s + &format!("  {:.0} ex/s  {:.2}s", self.examples_per_s, self.seconds)
+    }
+}
+
+/// A JSON object with its keys in the given order (serde_json's map sorts them).
+pub fn object(fields: &[(&str, Value)]) -> String {
+    let parts: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{v}", Value::from(*k))).collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+fn digits(n: usize) -> usize {
+    n.to_string().len()
+}
+
+/// A whole run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainReport {
+    pub epochs: Vec<EpochReport>,
+    /// Wall time of the epoch loop.
+    pub seconds: f64,
+    /// What was JIT-compiled: (function, minibatch size or examples, compile time).
+    pub compile: Vec<(String, usize, Duration)>,
+}
+
+impl TrainReport {
+    /// The last object of `--json`: `{"done": true, "epochs", "seconds", ...final metrics}`.
+    pub fn done_json(&self) -> String {
+        let last = self.epochs.last();
+        object(&[
+            ("done", json!(true)),
+            ("epochs", json!(self.epochs.len())),
+            ("seconds", json!(self.seconds)),
+            ("train_loss", json!(last.map(|e| e.train_loss))),
+            ("train_accuracy", json!(last.and_then(|e| e.train_accuracy))),
+            ("val_loss", json!(last.and_then(|e| e.val_loss))),
+            ("val_accuracy", json!(last.and_then(|e| e.val_accuracy))),
+            ("examples_per_s", json!(last.map(|e| e.examples_per_s))),
+        ])
+    }
+
+    /// Total compile time.
+    pub fn compile_time(&self) -> Duration {
+        self.compile.iter().map(|c| c.2).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch() -> EpochReport {
+        EpochReport {
+            epoch: 3,
+            train_loss: 0.5,
+            train_accuracy: Some(0.75),
+            val_loss: None,
+            val_accuracy: None,
+            examples_per_s: 1234.4,
+            seconds: 0.25,
+        }
+    }
+
+    #[test]
+    fn json_has_the_spec_fields_and_nulls() {
+        assert_eq!(
+            epoch().to_json(),
+            r#"{"epoch":3,"train_loss":0.5,"train_accuracy":0.75,"val_loss":null,"val_accuracy":null,"examples_per_s":1234.4,"seconds":0.25}"#
+        );
+        let nan = EpochReport { train_loss: f64::NAN, ..epoch() };
+        let j: Value = serde_json::from_str(&nan.to_json()).unwrap();
+        assert_eq!(j["train_loss"], Value::Null);
+    }
+
+    #[test]
+    fn summary_line() {
+        assert_eq!(epoch().summary(10), "epoch  3/10  loss 0.5000  acc 0.7500  1234 ex/s  0.25s");
+    }
+
+    #[test]
+    fn done_object_repeats_the_final_metrics() {
+        let r = TrainReport { epochs: vec![epoch()], seconds: 1.5, compile: vec![] };
+        let j: Value = serde_json::from_str(&r.done_json()).unwrap();
+        assert_eq!(
+            (j["done"].clone(), j["epochs"].clone(), j["train_accuracy"].clone()),
+            (json!(true), json!(1), json!(0.75))
+        );
+    }
+}

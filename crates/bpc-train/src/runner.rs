@@ -1,0 +1,304 @@
+//! Calling compiled code on minibatches: gather buffers, argument binding, the per-size
+//! cache of compiled functions.
+//!
+//! A [`Runner`] owns one optimized function and its native code for the full minibatch size
+//! and the last, smaller one of an epoch (SPEC §3: each size gets its own compiled step).
+//! Its argument list is bound once ([`Slot`]); each call carves the param slab into the
+//! slices the function reads or updates and hands preallocated buffers to
+//! [`Compiled::run`], so a step allocates nothing.
+
+use std::time::Duration;
+
+use bpc_codegen::{Arg, Compiled, Workspace};
+use bpc_ir::{ArgKind, DType, Function};
+
+use crate::data::{Dataset, Labels};
+use crate::params::Params;
+use crate::schema::Schema;
+
+/// Why training or prediction could not run.
+#[derive(Debug)]
+pub enum RunError {
+    /// The program cannot be differentiated or trained (from the autodiff pass).
+    Program(bpc_ir::Diagnostic),
+    /// Code generation failed.
+    Compile(String),
+    /// A call was refused, or the model and the data or params disagree.
+    Call(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Program(d) => write!(f, "{}", d.message),
+            RunError::Compile(m) => write!(f, "code generation failed: {m}"),
+            RunError::Call(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// One minibatch, gathered into contiguous per-input buffers sized for `capacity` rows.
+pub struct Batch {
+    /// One buffer per input of the schema: `rows * len` floats.
+    pub inputs: Vec<Vec<f32>>,
+    pub classes: Vec<i32>,
+    pub reals: Vec<f32>,
+    pub rows: usize,
+    lens: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    pub fn new(schema: &Schema, capacity: usize) -> Batch {
+        Batch {
+            inputs: schema.inputs.iter().map(|i| vec![0.0; capacity * i.len]).collect(),
+            classes: vec![0; capacity],
+            reals: vec![0.0; capacity],
+            rows: 0,
+            lens: schema.inputs.iter().map(|i| (i.offset, i.len)).collect(),
+        }
+    }
+
+    /// Copies the examples `idx` of `data` into the buffers (row `r` = example `idx[r]`).
+    pub fn gather(&mut self, data: &Dataset, idx: &[usize]) {
+        assert!(
+            idx.len() <= self.classes.len(),
+            "minibatch of {} rows exceeds capacity {}",
+            idx.len(),
+            self.classes.len()
+        );
+        for (buf, &(offset, len)) in self.inputs.iter_mut().zip(&self.lens) {
+            for (r, &i) in idx.iter().enumerate() {
+                buf[r * len..(r + 1) * len].copy_from_slice(&data.row(i)[offset..offset + len]);
+            }
+        }
+        match &data.labels {
+            Labels::None => {}
+            Labels::Class { values, .. } => idx.iter().zip(&mut self.classes).for_each(|(&i, c)| *c = values[i]),
+            Labels::Real(values) => idx.iter().zip(&mut self.reals).for_each(|(&i, c)| *c = values[i]),
+        }
+        self.rows = idx.len();
+    }
+}
+
+/// What feeds one argument of the function.
+#[derive(Clone, Debug, PartialEq)]
+enum Slot {
+    Input(usize),
+    ClassLabel,
+    RealLabel,
+    Param {
+        offset: usize,
+        len: usize,
+        update: bool,
+    },
+    /// The learning rate.
+    Lr,
+}
+
+/// The param slab, read-only or updated in place by the call.
+pub enum Slab<'a> {
+    Shared(&'a [f32]),
+    Mut(&'a mut [f32]),
+}
+
+/// An optimized function, compiled per minibatch size on demand, with bound arguments
+/// and result buffers.
+pub struct Runner {
+    func: Function,
+    slots: Vec<Slot>,
+    /// Non-update results: name, elements per example (or in total if shared), batched?
+    results: Vec<(String, usize, bool)>,
+    buffers: Vec<Vec<f32>>,
+    capacity: usize,
+    compiled: Vec<(usize, Compiled, Workspace)>,
+    args_store: Vec<Arg<'static>>,
+    results_store: Vec<&'static mut [f32]>,
+}
+
+impl Runner {
+    /// Binds `func`'s arguments to the data of `schema` and the slab of `params`, with
+    /// result buffers for minibatches of up to `capacity` rows.
+    pub fn new(func: Function, schema: &Schema, params: &Params, capacity: usize) -> Result<Runner, RunError> {
+        let updated: Vec<_> = func.results.iter().filter_map(|r| r.update).collect();
+        let mut slots = Vec::with_capacity(func.args.len());
+        let mut last_offset = 0;
+        for (i, a) in func.args.iter().enumerate() {
+            let slot = match &a.kind {
+                ArgKind::Input => Slot::Input(
+                    schema
+                        .inputs
+                        .iter()
+                        .position(|s| s.name == a.name)
+                        .ok_or_else(|| RunError::Call(format!("input {} is not in the data layout", a.name)))?,
+                ),
+                ArgKind::Label { .. } if a.ty.dtype == DType::I32 => Slot::ClassLabel,
+                ArgKind::Label { .. } => Slot::RealLabel,
+                ArgKind::Param { .. } => {
+                    let info = params
+                        .info(&a.name)
+                        .ok_or_else(|| RunError::Call(format!("param {} is not in the param slab", a.name)))?;
+                    // Params are carved from the slab front to back.
+                    assert!(info.offset >= last_offset, "params of {} are not in declaration order", func.name);
+                    last_offset = info.offset + info.len;
+                    let update = updated.iter().any(|u| u.index() == i);
+                    Slot::Param { offset: info.offset, len: info.len, update }
+                }
+                ArgKind::Hyper if a.name == "lr" => Slot::Lr,
+                ArgKind::Hyper => {
+                    return Err(RunError::Call(format!("the compiled step takes an unknown setting `{}`", a.name)));
+                }
+            };
+            slots.push(slot);
+        }
+        let results: Vec<(String, usize, bool)> = func
+            .results
+            .iter()
+            .filter(|r| r.update.is_none())
+            .map(|r| {
+                let s = &func.ty(r.value).shape;
+                (r.name.clone(), s.example_len(), s.batch)
+            })
+            .collect();
+        let buffers = results.iter().map(|&(_, n, b)| vec![0.0; if b { n * capacity } else { n }]).collect();
+        let nargs = slots.len();
+        let nres = results.len();
+        Ok(Runner {
+            func,
+            slots,
+            results,
+            buffers,
+            capacity,
+            compiled: Vec::new(),
+            args_store: Vec::with_capacity(nargs),
+            results_store: Vec::with_capacity(nres),
+        })
+    }
+
+    /// The function this runner calls.
+    pub fn func(&self) -> &Function {
+        &self.func
+    }
+
+    /// JIT-compiles the function for minibatch size `rows` unless cached; returns the
+    /// compile time (zero when cached).
+    pub fn prepare(&mut self, rows: usize) -> Result<Duration, RunError> {
+        if self.compiled.iter().any(|(b, _, _)| *b == rows) {
+            return Ok(Duration::ZERO);
+        }
+        let c = bpc_codegen::compile(&self.func, rows).map_err(|e| RunError::Compile(e.0))?;
+        let t = c.compile_time();
+        let ws = c.workspace();
+        self.compiled.push((rows, c, ws));
+        Ok(t)
+    }
+
+    /// Index of the non-update result `name`.
+    pub fn result_index(&self, name: &str) -> Option<usize> {
+        self.results.iter().position(|(n, _, _)| n == name)
+    }
+
+    /// The last call's value of result `i` (`rows * per-example` floats if batched).
+    pub fn result(&self, i: usize, rows: usize) -> &[f32] {
+        let (_, n, batched) = self.results[i];
+        &self.buffers[i][..if batched { n * rows } else { n }]
+    }
+
+    /// Elements per example of result `i`.
+    pub fn result_width(&self, i: usize) -> usize {
+        self.results[i].1
+    }
+
+    /// Runs the function on the `batch.rows` examples gathered in `batch`.
+    pub fn run(&mut self, batch: &Batch, slab: Slab<'_>, lr: f32) -> Result<(), RunError> {
+        let rows = batch.rows;
+        assert!(rows <= self.capacity, "minibatch of {rows} rows exceeds capacity {}", self.capacity);
+        self.prepare(rows)?;
+        let lr = [lr];
+        let mut args: Vec<Arg<'_>> = recycle(std::mem::take(&mut self.args_store));
+        let (shared, mut rest, mutable): (&[f32], &mut [f32], bool) = match slab {
+            Slab::Shared(s) => (s, &mut [], false),
+            Slab::Mut(m) => (&[], m, true),
+        };
+        let mut consumed = 0;
+        for slot in &self.slots {
+            args.push(match *slot {
+                Slot::Input(i) => Arg::F32(&batch.inputs[i][..rows * batch.lens[i].1]),
+                Slot::ClassLabel => Arg::I32(&batch.classes[..rows]),
+                Slot::RealLabel => Arg::F32(&batch.reals[..rows]),
+                Slot::Lr => Arg::F32(&lr),
+                Slot::Param { offset, len, update } if mutable => {
+                    let (_, tail) = std::mem::take(&mut rest).split_at_mut(offset - consumed);
+                    let (p, tail) = tail.split_at_mut(len);
+                    rest = tail;
+                    consumed = offset + len;
+                    if update { Arg::F32Mut(p) } else { Arg::F32(p) }
+                }
+                Slot::Param { offset, len, update } => {
+                    assert!(!update, "{} updates params but was given a read-only slab", self.func.name);
+                    Arg::F32(&shared[offset..offset + len])
+                }
+            });
+        }
+        let mut results: Vec<&mut [f32]> = recycle(std::mem::take(&mut self.results_store));
+        for (buf, &(_, n, batched)) in self.buffers.iter_mut().zip(&self.results) {
+            results.push(&mut buf[..if batched { n * rows } else { n }]);
+        }
+        let (_, c, ws) = self.compiled.iter_mut().find(|(b, _, _)| *b == rows).expect("prepared above");
+        let status = c.run(ws, &mut args, &mut results);
+        self.args_store = recycle(args);
+        self.results_store = recycle(results);
+        status.map_err(|e| RunError::Call(e.0))
+    }
+}
+
+/// Reuses a vector's allocation for elements of another lifetime: the vector is emptied and
+/// collected in place (std's in-place `collect` keeps the buffer when the layouts match), so
+/// argument lists borrow fresh buffers every step without allocating.
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::InputSpec;
+
+    #[test]
+    fn recycle_keeps_the_allocation() {
+        let mut v: Vec<&'static [f32]> = Vec::with_capacity(8);
+        v.push(&[1.0]);
+        let (ptr, cap) = (v.as_ptr() as usize, v.capacity());
+        let data = [2.0f32];
+        let mut w: Vec<&[f32]> = recycle(v);
+        w.push(&data);
+        assert_eq!((w.as_ptr() as usize, w.capacity()), (ptr, cap));
+    }
+
+    #[test]
+    fn gather_copies_rows_per_input() {
+        let schema = Schema {
+            inputs: vec![
+                InputSpec { name: "a".into(), shape: vec![2], offset: 0, len: 2 },
+                InputSpec { name: "b".into(), shape: vec![], offset: 2, len: 1 },
+            ],
+            label: None,
+        };
+        let data = Dataset {
+            path: "t".into(),
+            feature_names: vec!["p".into(), "q".into(), "r".into()],
+            label_name: Some("label".into()),
+            n_features: 3,
+            rows: 3,
+            features: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+            labels: Labels::Class { values: vec![0, 1, 2], encoding: crate::data::LabelEncoding::Integers },
+        };
+        let mut b = Batch::new(&schema, 4);
+        b.gather(&data, &[2, 0]);
+        assert_eq!(&b.inputs[0][..4], &[7.0, 8.0, 1.0, 2.0]);
+        assert_eq!(&b.inputs[1][..2], &[9.0, 3.0]);
+        assert_eq!((&b.classes[..2], b.rows), (&[2, 0][..], 2));
+    }
+}
