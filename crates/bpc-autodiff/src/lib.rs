@@ -1,33 +1,141 @@
 //! # bpc-autodiff: reverse mode as an IR -> IR pass
 //!
-//! (Stub: the interface the other crates code against; being built.)
+//! [`append_adjoint`] takes a checked forward [`Function`] and appends its adjoint (backward)
+//! program as ordinary IR after the forward values, the shape of JAX's autodidax: seed the
+//! cotangent of the scalar loss with `1.0`, walk the primal values backwards, apply one
+//! vector–Jacobian rule per instruction (`vjp.rs`, one exhaustive `match`), and sum the
+//! cotangents of a value used several times with `add`. Invariants:
+//!
+//! - **The adjoint is IR.** It uses only the primitives the forward uses, so it verifies,
+//!   interprets, optimizes and compiles like any function, and can be differentiated again.
+//! - **The forward is untouched.** Values `0..adjoint_start` are the input function's, with
+//!   their names and results; the adjoint reads the forward results it needs (`exp: ct·out`).
+//! - **Only what is asked for.** Code is emitted only for values on a path from a `wrt`
+//!   value to the loss; a `wrt` value the loss does not depend on gets an exact zero.
+//! - **Spans travel.** Every appended value has the span of the primal instruction it comes
+//!   from, so "inf in the adjoint" can name a source line.
+//! - **Batching is explicit.** The loss is `(1/B) Σ_i loss_i + shared terms`: the frontend's
+//!   `reduce_mean` over the batch axis transposes to a `1/batch_size` scale, and a shared
+//!   value broadcast into the per-example part has its cotangent summed over the batch axis,
+//!   so a regularizer's gradient comes out exactly once.
+//!
+//! [`value_and_grad`] and [`train_step`] package the adjoint as the functions the driver
+//! compiles: the loss and named gradients, or the loss and in-place SGD updates.
 
-use bpc_ir::{Diagnostic, Function, Value};
+mod sweep;
+mod vjp;
 
-/// Appends the adjoint of scalar `of` to a copy of `func` and returns it with the cotangent
-/// value of each of `wrt` (an exact zero of the right shape where `of` does not depend on it).
-pub fn append_adjoint(func: &Function, of: Value, wrt: &[Value]) -> Result<(Function, Vec<Value>), Diagnostic> {
-    let _ = (func, of, wrt);
-    todo!("bpc-autodiff")
-}
+use bpc_ir::{ArgId, ArgKind, BinaryOp, Diagnostic, Function, Inst, Output, Span, Type, Value};
 
-/// Forward plus adjoint of the `loss` result: results `loss`, then `grad.NAME` for each name
-/// in `wrt` (arguments or bindings of `func.names`).
+pub use sweep::append_adjoint;
+
+/// Forward plus adjoint of the `loss` result.
+///
+/// Results: `loss` (`f32[]`), then `grad.NAME` for each name in `wrt` (same type as NAME's
+/// value), then `func`'s other results (`output`, `logits`) unchanged. A name is an argument
+/// or a binding of `func.names`; `func.names` are kept.
+///
+/// # Errors
+/// A [`Diagnostic`] if `func` has no `loss` result or it is not `f32[]`, if a name is
+/// unknown, or if it names a class label (pointing at its declaration).
 pub fn value_and_grad(func: &Function, wrt: &[&str]) -> Result<Function, Diagnostic> {
-    let _ = (func, wrt);
-    todo!("bpc-autodiff")
+    let loss = loss_of(func)?;
+    let mut base = func.clone();
+    let targets = wrt.iter().map(|name| lookup(&mut base, name)).collect::<Result<Vec<_>, _>>()?;
+    let (mut out, grads) = append_adjoint(&base, loss, &targets)?;
+    let others = take_other_results(&mut out);
+    for (name, g) in wrt.iter().zip(grads) {
+        out.add_result(format!("grad.{name}"), g);
+    }
+    out.results.extend(others);
+    Ok(out)
 }
 
 /// The update rule compiled into a train step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
-    /// `W -= lr * dW`, `lr` a runtime argument.
+    /// Plain SGD, `W ← W − lr·dW`, `lr` a runtime argument (so a schedule never recompiles).
     Sgd,
 }
 
-/// Forward, adjoint with respect to every param, and the update: appends a `Hyper` argument
-/// `lr: f32[]`; results `loss`, then one in-place update per param.
+/// Forward, adjoint of `loss` with respect to every param, and the update.
+///
+/// Appends a `Hyper` argument `lr: f32[]` (the learning rate). Results: `loss`, then
+/// `func`'s other results (`output`, `logits`, for the driver's train accuracy), then one
+/// result per param in declaration order, named after it with `update: Some(param)`: the
+/// param's new value, `W − broadcast(lr)·dW` for [`Optimizer::Sgd`].
+///
+/// # Errors
+/// A [`Diagnostic`] if `func` has no scalar `loss`, or already has an argument named `lr`.
 pub fn train_step(func: &Function, optimizer: Optimizer) -> Result<Function, Diagnostic> {
-    let _ = (func, optimizer);
-    todo!("bpc-autodiff")
+    let loss = loss_of(func)?;
+    if let Some(id) = func.arg_named("lr") {
+        return Err(Diagnostic::error("`lr` is the learning rate of the train step and cannot name a declaration")
+            .at(func.arg(id).span, "declared here")
+            .note("rename this declaration"));
+    }
+    let mut base = func.clone();
+    let params: Vec<ArgId> = base.params().collect();
+    let weights: Vec<Value> = params.iter().map(|&p| read_arg(&mut base, p)).collect();
+    let (mut out, grads) = append_adjoint(&base, loss, &weights)?;
+    let others = take_other_results(&mut out);
+    out.results.extend(others);
+    let lr_arg = out.add_arg("lr", ArgKind::Hyper, Type::scalar(), Span::NONE);
+    let lr = out.ins(Inst::Arg(lr_arg), Span::NONE);
+    for ((&p, &w), &g) in params.iter().zip(&weights).zip(&grads) {
+        let span = out.arg(p).span;
+        let new = match optimizer {
+            Optimizer::Sgd => sgd(&mut out, w, g, lr, span),
+        };
+        out.results.push(Output { name: out.arg(p).name.clone(), value: new, update: Some(p) });
+    }
+    Ok(out)
+}
+
+/// `w − broadcast(lr)·g`.
+fn sgd(f: &mut Function, w: Value, g: Value, lr: Value, span: Span) -> Value {
+    let shape = f.shape(w).clone();
+    let rate = if shape == *f.shape(lr) { lr } else { f.ins(Inst::Broadcast { arg: lr, to: shape }, span) };
+    let step = f.ins(Inst::Binary { op: BinaryOp::Mul, lhs: rate, rhs: g }, span);
+    f.ins(Inst::Binary { op: BinaryOp::Sub, lhs: w, rhs: step }, span)
+}
+
+/// The value of the `loss` result.
+fn loss_of(func: &Function) -> Result<Value, Diagnostic> {
+    match func.result("loss") {
+        Some(r) => Ok(r.value),
+        None => Err(Diagnostic::error(format!("`{}` has no `loss` to differentiate", func.name))
+            .note("a model declares exactly one `loss EXPR`")),
+    }
+}
+
+/// Leaves `loss` as the only result of `f` and returns the others, in order.
+fn take_other_results(f: &mut Function) -> Vec<Output> {
+    let (loss, others) = std::mem::take(&mut f.results).into_iter().partition(|r| r.name == "loss");
+    f.results = loss;
+    others
+}
+
+/// The value a gradient name refers to: a binding or declaration of `func.names`, else an
+/// argument (read now if the function never reads it).
+fn lookup(func: &mut Function, name: &str) -> Result<Value, Diagnostic> {
+    if let Some(v) = func.named(name) {
+        return Ok(v);
+    }
+    match func.arg_named(name) {
+        Some(id) => Ok(read_arg(func, id)),
+        None => Err(Diagnostic::error(format!("cannot differentiate with respect to `{name}`: no such name"))
+            .note("gradients are taken with respect to inputs, real labels, params and bindings")),
+    }
+}
+
+/// The value that reads argument `id`, appending one if the function never reads it.
+fn read_arg(func: &mut Function, id: ArgId) -> Value {
+    match func.arg_value(id) {
+        Some(v) => v,
+        None => {
+            let span = func.arg(id).span;
+            func.ins(Inst::Arg(id), span)
+        }
+    }
 }
