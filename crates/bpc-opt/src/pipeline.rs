@@ -1,0 +1,72 @@
+//! The pass pipeline: which passes each optimization level runs, in order.
+
+use bpc_ir::{Function, verify};
+
+use crate::dce::eliminate_dead_code;
+
+/// `-O0` turns every pass off; `-O2` is the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OptLevel {
+    O0,
+    O1,
+    #[default]
+    O2,
+}
+
+/// Runs the passes of `level` over `func` and returns the optimized copy.
+///
+/// # Panics
+/// In debug builds, if a pass produces IR the verifier rejects (a compiler bug), naming the
+/// pass.
+pub fn optimize(func: &Function, level: OptLevel) -> Function {
+    let mut f = func.clone();
+    match level {
+        OptLevel::O0 => {}
+        OptLevel::O1 | OptLevel::O2 => {
+            f = run_pass(&f, "dce", eliminate_dead_code);
+        }
+    }
+    f
+}
+
+/// Runs one pass, then the verifier in debug builds.
+fn run_pass(func: &Function, name: &str, pass: fn(&Function) -> Function) -> Function {
+    let out = pass(func);
+    if cfg!(debug_assertions)
+        && let Err(e) = verify(&out)
+    {
+        panic!("internal error: pass `{name}` produced invalid IR in `{}`: {e}\n{out}", out.name);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpc_ir::read;
+
+    const TEXT: &str = "\
+function f {
+  input x: f32[]
+  v0: f32[] = arg x
+  v1: f32[] = exp v0
+  v2: f32[] = neg v0
+  result loss = v1
+}
+";
+
+    #[test]
+    fn o0_runs_nothing() {
+        let f = read(TEXT).unwrap();
+        assert_eq!(optimize(&f, OptLevel::O0), f);
+    }
+
+    #[test]
+    fn o1_and_o2_eliminate_dead_code() {
+        let f = read(TEXT).unwrap();
+        let want = "function f {\n  input x: f32[]\n  v0: f32[] = arg x\n  v1: f32[] = exp v0\n  result loss = v1\n}\n";
+        for level in [OptLevel::O1, OptLevel::O2] {
+            assert_eq!(optimize(&f, level).to_string(), want);
+        }
+    }
+}
