@@ -1,10 +1,44 @@
 //! # bpc-codegen: Cranelift JIT
 //!
-//! (Stub: the interface the other crates code against; being built.)
+//! [`compile`] turns a [`bpc_ir::Function`] into native code specialized for one minibatch
+//! size. The invariants it keeps:
+//!
+//! - **Buffers.** Arguments and (non-update) results are the caller's buffers, passed to
+//!   [`Compiled::run`] in `Function::args` / `Function::results` order and checked against
+//!   the types at the compiled batch size. Every other value gets a 64-byte-aligned region
+//!   of one workspace arena ([`Workspace`], one per thread, allocated once). A result value
+//!   is computed straight into its buffer; an update result is copied over its param's
+//!   [`Arg::F32Mut`] buffer after every other step.
+//! - **Views are free.** `reshape`, `broadcast`, `transpose` and `index` are strided views of
+//!   their operand; the consumer reads them with those strides (stride 0 on broadcast axes).
+//!   Constants and the batch size fold into kernel bodies.
+//! - **Kernels** ([`kernel`](crate::kernel)) are loop nests over an output shape with a body
+//!   built from ops; identical kernels are compiled once. Elementwise work is `f32x4` (the
+//!   widest Cranelift type on x64), unrolled, with branch-free masks for `relu`, `max`,
+//!   `where` and comparisons, and polynomial `exp`/`log` ([`math`](crate::math)). Matrix
+//!   products call the `gemm` crate through an `extern "C"` shim.
+//! - **Entry.** One function `extern "C" fn(ptrs, ws)` calls the kernels in program order.
+//!   Compiled code is immutable: a [`Compiled`] is `Send + Sync`; each thread brings its own
+//!   workspace.
+//!
+//! Deviations from the interpreter, by design: arithmetic is `f32` (the oracle is `f64`),
+//! transcendental functions are a few ulp off, sums use several partial accumulators, and
+//! a class label outside `0..classes` gives NaN (a NaN row for `onehot`) instead of an error.
 
-use std::time::Duration;
+mod emit;
+mod gemm;
+mod jit;
+mod kernel;
+mod math;
+mod plan;
+mod runtime;
 
-use bpc_ir::Function;
+use std::fmt;
+use std::time::Instant;
+
+use bpc_ir::{DType, Function};
+
+pub use runtime::{BufferInfo, Compiled, Workspace};
 
 /// A caller buffer bound to one argument of a compiled function, in `Function::args` order.
 pub enum Arg<'a> {
@@ -20,41 +54,162 @@ pub enum Arg<'a> {
 #[derive(Debug)]
 pub struct CallError(pub String);
 
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CallError {}
+
 /// Why compilation failed.
 #[derive(Debug)]
 pub struct CodegenError(pub String);
 
-/// Scratch memory for one thread's calls of one compiled function; allocated once.
-pub struct Workspace {}
-
-/// Native code for one function specialized for one minibatch size. `Send + Sync`.
-pub struct Compiled {}
-
-/// JIT-compiles `func` for minibatch size `batch`.
-pub fn compile(func: &Function, batch: usize) -> Result<Compiled, CodegenError> {
-    let _ = (func, batch);
-    todo!("bpc-codegen")
+impl fmt::Display for CodegenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-impl Compiled {
-    pub fn batch(&self) -> usize {
-        todo!()
-    }
+impl std::error::Error for CodegenError {}
 
-    /// Source to callable code.
-    pub fn compile_time(&self) -> Duration {
-        todo!()
-    }
+/// Compilation settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Keep the CLIF text of every generated function ([`Compiled::clif`], `--emit clif`).
+    pub keep_clif: bool,
+    /// Threads for large matrix products; 0 means all available cores.
+    pub threads: usize,
+    /// Products with at least this many multiply-adds (`m·n·k`) are split over `threads`;
+    /// smaller ones run on the calling thread.
+    pub gemm_parallel_min: usize,
+}
 
-    pub fn workspace(&self) -> Workspace {
-        todo!()
+impl Default for Options {
+    fn default() -> Options {
+        Options { keep_clif: false, threads: 0, gemm_parallel_min: DEFAULT_GEMM_PARALLEL_MIN }
     }
+}
 
-    /// Runs the function: `args` one per `Function::args` entry, `results` one buffer per
-    /// result that is not an in-place update, in `Function::results` order. Checks every
-    /// length; never allocates.
-    pub fn run(&self, ws: &mut Workspace, args: &mut [Arg<'_>], results: &mut [&mut [f32]]) -> Result<(), CallError> {
-        let _ = (ws, args, results);
-        todo!()
+/// Measured on the 2-core dev VM (`examples/measure.rs`): below about 2M multiply-adds a
+/// second thread costs more than it saves.
+pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 21;
+
+/// What a compiled function is made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Distinct generated kernel functions (identical kernels are shared).
+    pub kernels: usize,
+    /// Kernel calls per run.
+    pub kernel_calls: usize,
+    /// GEMM calls per run.
+    pub gemm_calls: usize,
+    /// Workspace arena size.
+    pub workspace_bytes: usize,
+}
+
+/// JIT-compiles `func` for minibatch size `batch` with default [`Options`].
+pub fn compile(func: &Function, batch: usize) -> Result<Compiled, CodegenError> {
+    compile_with(func, batch, &Options::default())
+}
+
+/// JIT-compiles `func` for minibatch size `batch`. Fails on IR the verifier rejects, a batch
+/// size of 0, a non-`f32` result, or buffers too large to address.
+pub fn compile_with(func: &Function, batch: usize, opts: &Options) -> Result<Compiled, CodegenError> {
+    let start = Instant::now();
+    let fail = |m: String| Err(CodegenError(format!("{}: {m}", func.name)));
+    if let Err(e) = bpc_ir::verify(func) {
+        return fail(format!("invalid IR: {e}"));
+    }
+    if batch == 0 {
+        return fail("the minibatch size must be at least 1".into());
+    }
+    for v in func.values() {
+        let sizes = func.shape(v).sizes(batch);
+        if sizes.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).is_none_or(|n| n > (isize::MAX as usize) / 8) {
+            return fail(format!("{v} is too large to address at batch size {batch}"));
+        }
+    }
+    if let Some(r) = func.results.iter().find(|r| func.ty(r.value).dtype != DType::F32) {
+        return fail(format!("result {} is {}; results must be f32", r.name, func.ty(r.value)));
+    }
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let policy = plan::GemmPolicy { threads, parallel_min: opts.gemm_parallel_min };
+    let plan = plan::plan(func, batch, policy)?;
+    let gemms: Box<[gemm::GemmDesc]> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            plan::Step::Gemm(g) => Some(gemm::GemmDesc {
+                m: g.m,
+                n: g.n,
+                k: g.k,
+                dst_rs: g.dst_strides[0],
+                dst_cs: g.dst_strides[1],
+                lhs_rs: g.lhs_strides[0],
+                lhs_cs: g.lhs_strides[1],
+                rhs_rs: g.rhs_strides[0],
+                rhs_cs: g.rhs_strides[1],
+                threads: g.threads,
+            }),
+            plan::Step::Kernel { .. } => None,
+        })
+        .collect();
+    let jitted = jit::build(&plan, func.args.len(), &gemms, opts.keep_clif)?;
+    let updated: Vec<bool> =
+        (0..func.args.len()).map(|i| func.results.iter().any(|r| r.update.map(|p| p.index()) == Some(i))).collect();
+    let args = func
+        .args
+        .iter()
+        .zip(updated)
+        .map(|(a, updated)| BufferInfo { name: a.name.clone(), dtype: a.ty.dtype, len: a.ty.shape.len(batch), updated })
+        .collect();
+    let results = func
+        .results
+        .iter()
+        .filter(|r| r.update.is_none())
+        .map(|r| BufferInfo {
+            name: r.name.clone(),
+            dtype: DType::F32,
+            len: func.shape(r.value).len(batch),
+            updated: false,
+        })
+        .collect();
+    let stats = Stats {
+        kernels: plan.kernels.len(),
+        kernel_calls: plan.steps.len() - gemms.len(),
+        gemm_calls: gemms.len(),
+        workspace_bytes: plan.ws_bytes,
+    };
+    Ok(Compiled {
+        id: runtime::next_id(),
+        name: func.name.clone(),
+        batch,
+        compile_time: start.elapsed(),
+        args,
+        results,
+        stats,
+        clif: jitted.clif,
+        entry: jitted.entry,
+        _gemms: gemms,
+        module: std::sync::Mutex::new(Some(jitted.module)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn compiled_is_send_and_sync_and_workspace_is_send() {
+        assert_send_sync::<Compiled>();
+        fn assert_send<T: Send>() {}
+        assert_send::<Workspace>();
     }
 }

@@ -1,0 +1,186 @@
+//! The JIT module: ISA setup, one Cranelift function per distinct kernel, and the entry.
+//!
+//! The entry function `extern "C" fn(ptrs: *const *mut u8, ws: *mut u8)` receives one
+//! pointer per argument then per non-update result, and the workspace base. It runs the
+//! plan's steps in order: each kernel is called with its operand addresses (a base plus a
+//! constant offset), each product calls [`bpc_gemm`](crate::gemm::bpc_gemm).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cranelift_codegen::ir::types::I64;
+use cranelift_codegen::ir::{AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_codegen::isa::{TargetFrontendConfig, TargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
+
+use crate::CodegenError;
+use crate::emit::emit_kernel;
+use crate::gemm::{GemmDesc, symbols};
+use crate::kernel::Kernel;
+use crate::math::Em;
+use crate::plan::{Base, Plan, Ptr, Step};
+
+/// The compiled entry point.
+pub(crate) type EntryFn = unsafe extern "C" fn(*const usize, *mut u8);
+
+/// A finalized module with its entry point and (optionally) the CLIF text of each function.
+pub(crate) struct Jitted {
+    pub module: JITModule,
+    pub entry: EntryFn,
+    pub clif: Vec<(String, String)>,
+}
+
+fn err(what: &str, e: impl std::fmt::Debug) -> CodegenError {
+    CodegenError(format!("{what}: {e:?}"))
+}
+
+/// The host ISA with every CPU feature detected (so `fma` and SSE4.1 rounding are real
+/// instructions, not libcalls) and `opt_level=speed`.
+pub(crate) fn host_isa() -> Result<Arc<dyn TargetIsa>, CodegenError> {
+    let mut flags = settings::builder();
+    for (k, v) in [("opt_level", "speed"), ("is_pic", "false"), ("use_colocated_libcalls", "false")] {
+        flags.set(k, v).map_err(|e| err("cranelift flag", e))?;
+    }
+    let builder = cranelift_native::builder().map_err(|e| err("host ISA", e))?;
+    builder.finish(settings::Flags::new(flags)).map_err(|e| err("host ISA", e))
+}
+
+/// Whether `fma` lowers to one instruction on this ISA.
+fn has_fma(isa: &dyn TargetIsa) -> bool {
+    let flag = |name: &str| isa.isa_flags().iter().any(|f| f.name == name && f.as_bool() == Some(true));
+    match isa.name() {
+        "x64" => flag("has_fma") && flag("has_avx"),
+        "aarch64" => true,
+        _ => false,
+    }
+}
+
+fn pointer_sig(module: &JITModule, n: usize) -> Signature {
+    let mut sig = module.make_signature();
+    sig.params.extend(std::iter::repeat_n(AbiParam::new(I64), n));
+    sig
+}
+
+/// Compiles every kernel of `plan` and its entry function, and finalizes the module.
+pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: bool) -> Result<Jitted, CodegenError> {
+    let isa = host_isa()?;
+    let fma = has_fma(&*isa);
+    let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+    for (name, ptr) in symbols() {
+        jb.symbol(name, ptr);
+    }
+    let mut module = JITModule::new(jb);
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut clif = Vec::new();
+
+    let mut kernel_ids = Vec::with_capacity(plan.kernels.len());
+    for (i, k) in plan.kernels.iter().enumerate() {
+        let name = format!("k{i}_{}", k.kind());
+        let sig = pointer_sig(&module, k.arity());
+        let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
+        ctx.func.signature = sig;
+        ctx.func.name = UserFuncName::user(0, id.as_u32());
+        define_kernel(&mut ctx.func, &mut fctx, k, fma, module.target_config());
+        finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
+        kernel_ids.push(id);
+    }
+
+    let gemm_sig = pointer_sig(&module, 4);
+    let gemm_id =
+        module.declare_function("bpc_gemm", Linkage::Import, &gemm_sig).map_err(|e| err("declare gemm", e))?;
+    let sig = pointer_sig(&module, 2);
+    let entry_id = module.declare_function("entry", Linkage::Local, &sig).map_err(|e| err("declare entry", e))?;
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, entry_id.as_u32());
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let block = b.create_block();
+        b.append_block_params_for_function_params(block);
+        b.switch_to_block(block);
+        let (ptrs, ws) = (b.block_params(block)[0], b.block_params(block)[1]);
+        let mut refs: HashMap<FuncId, FuncRef> = HashMap::new();
+        let mut fref = |b: &mut FunctionBuilder, id: FuncId| {
+            *refs.entry(id).or_insert_with(|| module.declare_func_in_func(id, b.func))
+        };
+        let mut gemm_no = 0;
+        for step in &plan.steps {
+            match step {
+                Step::Kernel { kernel, ptrs: operands } => {
+                    let args: Vec<Value> = operands.iter().map(|p| address(&mut b, *p, ptrs, ws, n_args)).collect();
+                    let f = fref(&mut b, kernel_ids[*kernel]);
+                    b.ins().call(f, &args);
+                }
+                Step::Gemm(g) => {
+                    let desc = b.ins().iconst(I64, &gemms[gemm_no] as *const GemmDesc as i64);
+                    gemm_no += 1;
+                    let mut args = vec![desc];
+                    for p in [g.dst, g.lhs, g.rhs] {
+                        args.push(address(&mut b, p, ptrs, ws, n_args));
+                    }
+                    let f = fref(&mut b, gemm_id);
+                    b.ins().call(f, &args);
+                }
+            }
+        }
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    finish(&mut module, &mut ctx, entry_id, "entry", keep_clif.then_some(&mut clif))?;
+    module.finalize_definitions().map_err(|e| err("finalize", e))?;
+    let code = module.get_finalized_function(entry_id);
+    // SAFETY: `entry` was declared with two pointer-sized parameters and no results in the
+    // platform's C calling convention (`make_signature`).
+    let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+    Ok(Jitted { module, entry, clif })
+}
+
+/// The address `p` inside the entry function.
+fn address(b: &mut FunctionBuilder, p: Ptr, ptrs: Value, ws: Value, n_args: usize) -> Value {
+    let flags = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
+    let base = match p.base {
+        Base::Arg(i) => b.ins().load(I64, flags, ptrs, 8 * i as i32),
+        Base::Result(j) => b.ins().load(I64, flags, ptrs, 8 * (n_args + j) as i32),
+        Base::Ws(off) => b.ins().iadd_imm_s(ws, off as i64),
+    };
+    if p.offset == 0 { base } else { b.ins().iadd_imm_s(base, p.offset as i64 * 4) }
+}
+
+fn define_kernel(
+    func: &mut cranelift_codegen::ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    k: &Kernel,
+    fma: bool,
+    config: TargetFrontendConfig,
+) {
+    let mut b = FunctionBuilder::new(func, fctx);
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    let params = b.block_params(block).to_vec();
+    let mut em = Em { b: &mut b, fma };
+    emit_kernel(&mut em, k, &params);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(config);
+}
+
+/// Defines the function in `ctx` under `id`, keeping its CLIF text if asked.
+fn finish(
+    module: &mut JITModule,
+    ctx: &mut cranelift_codegen::Context,
+    id: FuncId,
+    name: &str,
+    clif: Option<&mut Vec<(String, String)>>,
+) -> Result<(), CodegenError> {
+    if let Some(texts) = clif {
+        texts.push((name.to_string(), ctx.func.display().to_string()));
+    }
+    module.define_function(id, ctx).map_err(|e| err(&format!("compile {name}"), e))?;
+    module.clear_context(ctx);
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The kernel IR: what one generated Cranelift function computes.
+//!
+//! A [`Kernel`] is a value type (hashable, so identical kernels are compiled once and shared
+//! by every step that needs them). The main form is a [`LoopKernel`]: a loop nest over `dims`
+//! whose body is an [`Expr`] of the operands at the current position, stored to (or
+//! accumulated into) the output. Elementwise ops, copies, fills, broadcasts (stride 0), every
+//! reduction and the passes of softmax are all loop kernels; fusion later grows the body.
+//! Strides are in elements and may be 0 (broadcast or reduced axis) or anything else
+//! (transposed and indexed views).
+
+use bpc_ir::{BinaryOp, UnaryOp};
+
+/// A unary function of a kernel body: an IR op or a helper of a lowered composite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Fn1 {
+    Ir(UnaryOp),
+    /// `x` if it is finite or NaN, else 0: the safe shift `m` of `logsumexp`.
+    FiniteOr0,
+}
+
+/// A binary function of a kernel body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Fn2 {
+    Ir(BinaryOp),
+    /// `lse(m, s) = m + log s`, or `m` when `m` is infinite (all `-inf`, or a `+inf`).
+    LseFinish,
+}
+
+/// A kernel body: a pure expression of the operands at one position.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Expr {
+    /// Input operand `i` (operand 0 of the kernel is the output, so this is pointer `i + 1`).
+    In(usize),
+    /// A constant, by its `f32` bits.
+    Const(u32),
+    Un(Fn1, Box<Expr>),
+    Bin(Fn2, Box<Expr>, Box<Expr>),
+    /// `where(c, t, f)`: `c != 0` (NaN counts as nonzero) picks `t`.
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// `x^n` for a constant integer `n` (|n| <= [`MAX_POWI`]), as multiplications.
+    PowI(Box<Expr>, i32),
+}
+
+/// The largest constant integer exponent lowered to multiplications.
+pub(crate) const MAX_POWI: i32 = 64;
+
+impl Expr {
+    pub(crate) fn konst(x: f32) -> Expr {
+        Expr::Const(x.to_bits())
+    }
+
+    pub(crate) fn un(op: UnaryOp, a: Expr) -> Expr {
+        Expr::Un(Fn1::Ir(op), Box::new(a))
+    }
+
+    pub(crate) fn bin(op: BinaryOp, a: Expr, b: Expr) -> Expr {
+        Expr::Bin(Fn2::Ir(op), Box::new(a), Box::new(b))
+    }
+
+    /// Replaces each `In(i)` by `subst[i]` and rewrites `pow` by a constant integer.
+    pub(crate) fn substitute(self, subst: &[Expr]) -> Expr {
+        match self {
+            Expr::In(i) => subst[i].clone(),
+            Expr::Const(c) => Expr::Const(c),
+            Expr::Un(f, a) => Expr::Un(f, Box::new(a.substitute(subst))),
+            Expr::Bin(f, a, b) => {
+                let (a, b) = (a.substitute(subst), b.substitute(subst));
+                let n = match (f, &b) {
+                    (Fn2::Ir(BinaryOp::Pow), Expr::Const(bits)) => integral_exponent(f32::from_bits(*bits)),
+                    _ => None,
+                };
+                match n {
+                    Some(n) => Expr::PowI(Box::new(a), n),
+                    None => Expr::Bin(f, Box::new(a), Box::new(b)),
+                }
+            }
+            Expr::Select(c, t, f) => Expr::Select(
+                Box::new(c.substitute(subst)),
+                Box::new(t.substitute(subst)),
+                Box::new(f.substitute(subst)),
+            ),
+            Expr::PowI(a, n) => Expr::PowI(Box::new(a.substitute(subst)), n),
+        }
+    }
+
+    /// Rough cost in vector instructions, to pick the unroll factor.
+    pub(crate) fn cost(&self) -> usize {
+        match self {
+            Expr::In(_) | Expr::Const(_) => 0,
+            Expr::Un(f, a) => a.cost() + fn1_cost(*f),
+            Expr::Bin(f, a, b) => a.cost() + b.cost() + fn2_cost(*f),
+            Expr::Select(c, t, f) => c.cost() + t.cost() + f.cost() + 2,
+            Expr::PowI(a, n) => a.cost() + 2 * (32 - n.unsigned_abs().leading_zeros() as usize) + 1,
+        }
+    }
+}
+
+fn integral_exponent(y: f32) -> Option<i32> {
+    (y.fract() == 0.0 && y.abs() <= MAX_POWI as f32).then_some(y as i32)
+}
+
+fn fn1_cost(f: Fn1) -> usize {
+    match f {
+        Fn1::Ir(op) => match op {
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu => 1,
+            UnaryOp::Sqrt => 4,
+            UnaryOp::Exp | UnaryOp::Log => 20,
+            UnaryOp::Sigmoid | UnaryOp::Tanh => 30,
+            UnaryOp::Softplus | UnaryOp::LogSigmoid => 50,
+        },
+        Fn1::FiniteOr0 => 3,
+    }
+}
+
+fn fn2_cost(f: Fn2) -> usize {
+    match f {
+        Fn2::Ir(op) => match op {
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul => 1,
+            BinaryOp::Div => 4,
+            BinaryOp::Max | BinaryOp::Min => 4,
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq => 2,
+            BinaryOp::Pow => 60,
+        },
+        Fn2::LseFinish => 25,
+    }
+}
+
+/// How a loop kernel combines its body with the output: `out = acc(out, body)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Acc {
+    Sum,
+    /// NaN-propagating max, as `ReduceOp::Max`.
+    Max,
+    Min,
+}
+
+impl Acc {
+    /// The identity the output is filled with before accumulating.
+    pub(crate) fn identity(self) -> f32 {
+        match self {
+            Acc::Sum => 0.0,
+            Acc::Max => f32::NEG_INFINITY,
+            Acc::Min => f32::INFINITY,
+        }
+    }
+}
+
+/// A loop nest over `dims` (row-major, innermost last). Operand 0 is the output with strides
+/// `out`; operand `i + 1` is input `i` with strides `ins[i]` (all in elements, one per dim).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LoopKernel {
+    pub dims: Vec<usize>,
+    pub out: Vec<isize>,
+    pub ins: Vec<Vec<isize>>,
+    pub body: Expr,
+    pub acc: Option<Acc>,
+}
+
+/// One generated function. Its parameters are one pointer per operand, output first.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Loop(LoopKernel),
+    /// Cross-entropy's second pass over `rows` examples of `classes` logits: `out[r] -= z[r,
+    /// y[r]]`, or `out[r] = NaN` when the class `y[r]` (i32) is not in `0..classes` (never
+    /// read out of bounds). Operands: out (contiguous), z, y.
+    Pick {
+        rows: usize,
+        classes: usize,
+        z_row: isize,
+        z_col: isize,
+        y_stride: isize,
+    },
+    /// One-hot rows over a zero-filled contiguous `out[rows, classes]`: `out[r, y[r]] = 1`; a
+    /// row whose class is out of range is filled with NaN. Operands: out, y.
+    OneHot {
+        rows: usize,
+        classes: usize,
+        y_stride: isize,
+    },
+}
+
+impl Kernel {
+    /// A short name for the function (used in `--emit clif`).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Kernel::Loop(k) if k.acc.is_some() => "reduce",
+            Kernel::Loop(k) if k.ins.is_empty() => "fill",
+            Kernel::Loop(_) => "map",
+            Kernel::Pick { .. } => "pick",
+            Kernel::OneHot { .. } => "onehot",
+        }
+    }
+
+    /// Number of pointer parameters.
+    pub(crate) fn arity(&self) -> usize {
+        match self {
+            Kernel::Loop(k) => 1 + k.ins.len(),
+            Kernel::Pick { .. } => 3,
+            Kernel::OneHot { .. } => 2,
+        }
+    }
+}
+
+/// Drops size-1 axes and merges adjacent axes that are contiguous for every operand, so the
+/// common cases become one flat loop (elementwise) or two (row reductions, batch sums).
+pub(crate) fn collapse(dims: &[usize], strides: &[Vec<isize>]) -> (Vec<usize>, Vec<Vec<isize>>) {
+    let mut out_dims: Vec<usize> = Vec::new();
+    let mut out_strides: Vec<Vec<isize>> = vec![Vec::new(); strides.len()];
+    for (d, &n) in dims.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        let mergeable = !out_dims.is_empty()
+            && strides.iter().zip(&out_strides).all(|(s, o)| *o.last().unwrap() == s[d] * n as isize);
+        if mergeable {
+            *out_dims.last_mut().unwrap() *= n;
+            for (s, o) in strides.iter().zip(&mut out_strides) {
+                *o.last_mut().unwrap() = s[d];
+            }
+        } else {
+            out_dims.push(n);
+            for (s, o) in strides.iter().zip(&mut out_strides) {
+                o.push(s[d]);
+            }
+        }
+    }
+    if out_dims.is_empty() {
+        out_dims.push(1);
+        for o in &mut out_strides {
+            o.push(0);
+        }
+    }
+    (out_dims, out_strides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapse_merges_contiguous_and_keeps_reduced() {
+        // [B=4, 3, 5] elementwise: one flat loop of 60.
+        let (d, s) = collapse(&[4, 3, 5], &[vec![15, 5, 1], vec![15, 5, 1]]);
+        assert_eq!((d, s), (vec![60], vec![vec![1], vec![1]]));
+        // Reducing the last axis of [4, 3, 5]: output strides [3, 1, 0].
+        let (d, s) = collapse(&[4, 3, 5], &[vec![3, 1, 0], vec![15, 5, 1]]);
+        assert_eq!((d, s), (vec![12, 5], vec![vec![1, 0], vec![5, 1]]));
+        // A vector broadcast over rows: [7, 1, 10] with the operand [10].
+        let (d, s) = collapse(&[7, 1, 10], &[vec![10, 10, 1], vec![0, 0, 1]]);
+        assert_eq!((d, s), (vec![7, 10], vec![vec![10, 1], vec![0, 1]]));
+        let (d, s) = collapse(&[1, 1], &[vec![1, 1]]);
+        assert_eq!((d, s), (vec![1], vec![vec![0]]));
+    }
+
+    #[test]
+    fn pow_by_a_constant_integer_becomes_multiplications() {
+        let e = Expr::bin(BinaryOp::Pow, Expr::In(0), Expr::In(1));
+        let e = e.substitute(&[Expr::In(0), Expr::konst(-3.0)]);
+        assert_eq!(e, Expr::PowI(Box::new(Expr::In(0)), -3));
+        let e = Expr::bin(BinaryOp::Pow, Expr::In(0), Expr::konst(0.5)).substitute(&[Expr::In(0)]);
+        assert!(matches!(e, Expr::Bin(..)));
+    }
+}

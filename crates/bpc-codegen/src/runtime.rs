@@ -1,0 +1,198 @@
+//! Compiled functions and their workspaces: the calling side.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bpc_ir::DType;
+use cranelift_jit::JITModule;
+
+use crate::gemm::GemmDesc;
+use crate::jit::EntryFn;
+use crate::{Arg, CallError, Stats};
+
+/// One caller buffer a compiled function expects: an argument or a result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferInfo {
+    /// The argument's or result's name in the IR.
+    pub name: String,
+    pub dtype: DType,
+    /// Elements at the compiled batch size.
+    pub len: usize,
+    /// An argument the function overwrites (a param with an update result): pass it as
+    /// [`Arg::F32Mut`].
+    pub updated: bool,
+}
+
+/// Native code for one function specialized for one minibatch size.
+///
+/// Immutable once built: `run` takes `&self`, so one `Compiled` may be called from many
+/// threads at once, each with its own [`Workspace`]. The JIT module is only kept to free the
+/// code on drop (behind a `Mutex` because `JITModule` is `Send` but not `Sync`; it is never
+/// locked while code runs).
+pub struct Compiled {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) batch: usize,
+    pub(crate) compile_time: Duration,
+    pub(crate) args: Vec<BufferInfo>,
+    pub(crate) results: Vec<BufferInfo>,
+    pub(crate) stats: Stats,
+    pub(crate) clif: Vec<(String, String)>,
+    pub(crate) entry: EntryFn,
+    /// GEMM descriptors, addressed by the generated code: must outlive it.
+    pub(crate) _gemms: Box<[GemmDesc]>,
+    pub(crate) module: Mutex<Option<JITModule>>,
+}
+
+/// A fresh identity for a `Compiled`, so a workspace can't be used with another one.
+pub(crate) fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+/// Scratch memory for one thread's calls of one compiled function: the arena holding every
+/// intermediate value (64-byte-aligned regions) and the pointer array passed to the entry.
+/// Allocated once by [`Compiled::workspace`]; `run` does not allocate.
+pub struct Workspace {
+    owner: u64,
+    mem: Vec<Line>,
+    ptrs: Vec<usize>,
+}
+
+impl fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workspace").field("owner", &self.owner).field("bytes", &(self.mem.len() * 64)).finish()
+    }
+}
+
+impl Compiled {
+    /// The minibatch size the code was specialized for.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Time from IR to callable code (planning, Cranelift, finalizing).
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// A workspace for calling this function from one thread.
+    pub fn workspace(&self) -> Workspace {
+        let lines = self.stats.workspace_bytes.div_ceil(64).max(1);
+        Workspace {
+            owner: self.id,
+            mem: vec![Line([0; 64]); lines],
+            ptrs: Vec::with_capacity(self.args.len() + self.results.len()),
+        }
+    }
+
+    /// The arguments, in `Function::args` order.
+    pub fn args(&self) -> &[BufferInfo] {
+        &self.args
+    }
+
+    /// The results a caller passes buffers for (those that are not in-place updates), in
+    /// `Function::results` order.
+    pub fn results(&self) -> &[BufferInfo] {
+        &self.results
+    }
+
+    /// Kernel, GEMM and workspace counts.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// `(function name, CLIF text)` of every kernel and the entry, if compiled with
+    /// `Options::keep_clif`; empty otherwise.
+    pub fn clif(&self) -> &[(String, String)] {
+        &self.clif
+    }
+
+    /// Runs the function: `args` one per `Function::args` entry, `results` one buffer per
+    /// result that is not an in-place update, in `Function::results` order. Update results
+    /// are written over their param's [`Arg::F32Mut`] buffer. Checks every buffer's kind and
+    /// length against the types at the compiled batch size, and that `ws` came from this
+    /// function; never allocates (the GEMM library may, for packing).
+    pub fn run(&self, ws: &mut Workspace, args: &mut [Arg<'_>], results: &mut [&mut [f32]]) -> Result<(), CallError> {
+        let fail = |m: String| Err(CallError(format!("{}: {m}", self.name)));
+        if ws.owner != self.id {
+            return fail("the workspace was made by another compiled function".into());
+        }
+        if args.len() != self.args.len() {
+            return fail(format!("expected {} arguments, got {}", self.args.len(), args.len()));
+        }
+        if results.len() != self.results.len() {
+            return fail(format!("expected {} result buffers, got {}", self.results.len(), results.len()));
+        }
+        ws.ptrs.clear();
+        for (info, a) in self.args.iter().zip(args.iter_mut()) {
+            let (ptr, len) = match (a, info.dtype) {
+                (Arg::F32(s), DType::F32) if !info.updated => (s.as_ptr() as usize, s.len()),
+                (Arg::F32Mut(s), DType::F32) => (s.as_mut_ptr() as usize, s.len()),
+                (Arg::I32(s), DType::I32) => (s.as_ptr() as usize, s.len()),
+                (a, _) => {
+                    let want = match (info.dtype, info.updated) {
+                        (DType::I32, _) => "Arg::I32",
+                        (DType::F32, true) => "Arg::F32Mut (it is updated in place)",
+                        (DType::F32, false) => "Arg::F32 or Arg::F32Mut",
+                    };
+                    return fail(format!("argument {} must be {want}, got {}", info.name, a.kind()));
+                }
+            };
+            if len != info.len {
+                return fail(format!("argument {} has {len} elements, expected {}", info.name, info.len));
+            }
+            ws.ptrs.push(ptr);
+        }
+        for (info, r) in self.results.iter().zip(results.iter_mut()) {
+            if r.len() != info.len {
+                return fail(format!("result {} has {} elements, expected {}", info.name, r.len(), info.len));
+            }
+            ws.ptrs.push(r.as_mut_ptr() as usize);
+        }
+        // SAFETY: every buffer was checked to hold exactly the elements its type has at the
+        // compiled batch size, and the kernels only address elements inside those types;
+        // the workspace is this function's own (its size was checked by identity). Results
+        // are distinct `&mut` buffers; an updated param is the caller's `&mut`.
+        unsafe { (self.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>()) };
+        Ok(())
+    }
+}
+
+impl Arg<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Arg::F32(_) => "Arg::F32",
+            Arg::I32(_) => "Arg::I32",
+            Arg::F32Mut(_) => "Arg::F32Mut",
+        }
+    }
+}
+
+impl fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compiled")
+            .field("name", &self.name)
+            .field("batch", &self.batch)
+            .field("compile_time", &self.compile_time)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        let slot = self.module.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(module) = slot.take() {
+            // SAFETY: `&mut self` means no call is running, and the code is unreachable
+            // after this `Compiled` is gone.
+            unsafe { module.free_memory() };
+        }
+    }
+}
