@@ -13,7 +13,7 @@
 //! Every product "cotangent × local partial derivative" goes through [`Sweep::scale`], so the
 //! strong-zero product of SPEC §2 is one change in one place.
 
-use bpc_ir::{BinaryOp, Inst, ReduceOp, Shape, UnaryOp, Value};
+use bpc_ir::{BinaryOp, Dim, Inst, ReduceOp, Shape, UnaryOp, Value};
 
 use crate::sweep::Sweep;
 
@@ -263,11 +263,10 @@ impl Sweep {
     }
 
     fn mean_vjp(&mut self, ct: Value, x: Value, axes: &[usize]) -> Value {
-        let shape = self.shape(x);
-        let n: usize =
-            axes.iter().filter(|&&a| !(shape.batch && a == 0)).map(|&a| shape.dims[a - shape.batch as usize]).product();
-        let mut inv = self.splat(1.0 / n as f64, &Shape::scalar());
-        if shape.batch && axes.contains(&0) {
+        let dims = self.shape(x).physical();
+        let fixed: usize = axes.iter().map(|&a| if let Dim::Fixed(n) = dims[a] { n } else { 1 }).product();
+        let mut inv = self.splat(1.0 / fixed as f64, &Shape::scalar());
+        if axes.iter().any(|&a| dims[a] == Dim::Batch) {
             let b = self.ins(Inst::BatchSize);
             inv = self.bin(BinaryOp::Div, inv, b);
         }
