@@ -68,9 +68,10 @@ fn check_input(func: &Function, w: Value) -> Result<(), Diagnostic> {
     if ty.is_float() {
         return Ok(());
     }
-    let (span, what) = match func.inst(w) {
-        Inst::Arg(id) => (func.arg(*id).span, format!("class label `{}`", func.arg(*id).name)),
-        _ => (func.span(w), "an integer value".to_string()),
+    let (span, what) = if let Inst::Arg(id) = func.inst(w) {
+        (func.arg(*id).span, format!("class label `{}`", func.arg(*id).name))
+    } else {
+        (func.span(w), "an integer value".to_string())
     };
     Err(Diagnostic::error(format!("cannot differentiate with respect to {what}"))
         .at(span, format!("this is {ty}, not a float tensor"))
