@@ -1,11 +1,13 @@
 //! Kernel bodies in CLIF: loop nests, their vectorized inner loops, and the per-op table.
 //!
 //! A loop kernel's outer axes become counted loops that carry one pointer per operand. The
-//! innermost axis picks one of three shapes by its strides:
+//! innermost axis picks one of four shapes by its strides:
 //! - **vector** (output contiguous, inputs contiguous or broadcast): `f32x4` unrolled ×2–4,
 //!   then single vectors, then one partial vector for the last 1–3 elements;
-//! - **row reduction** (output stride 0, accumulating): the same, into `u` vector
-//!   accumulators combined once per row, then horizontally;
+//! - **row reduction** (output stride 0 on the inner axis): the same, into vector
+//!   accumulators combined once per row (`reduce.rs`);
+//! - **column reduction** (inner axis kept, outer axes reduced, e.g. a sum over the batch):
+//!   blocks of output vectors stay in registers while the reduced axes are walked;
 //! - **scalar** (any other stride, e.g. a transposed read): one element per iteration in lane
 //!   0 of a vector, so every op is written once, for `f32x4`.
 //!
@@ -13,33 +15,50 @@
 //! do-while loops without a zero-trip test and trip counts 0 and 1 emit no loop at all.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, I32, I32X4, I64};
-use cranelift_codegen::ir::{BlockArg, ConstantData, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::types::{F32, F32X4, I64};
+use cranelift_codegen::ir::{BlockArg, InstBuilder, MemFlagsData, Value};
 
 use bpc_ir::{BinaryOp, UnaryOp};
 
 use crate::kernel::{Acc, Expr, Fn1, Fn2, Kernel, LoopKernel};
+use crate::labels::{onehot, pick};
 use crate::math::Em;
+use crate::reduce::{columns, reduce_row};
 
 /// Flags of input loads: inputs are never written by the kernel that reads them (an in-place
 /// map writes each element only after reading it), so loads may move.
-fn input_flags() -> MemFlagsData {
+pub(crate) fn input_flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap().with_readonly().with_can_move()
 }
 
 /// Flags of output loads and stores.
-fn out_flags() -> MemFlagsData {
+pub(crate) fn out_flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
 /// Emits the body of `kernel` given its pointer parameters (output first).
 pub(crate) fn emit_kernel(e: &mut Em, kernel: &Kernel, params: &[Value]) {
     match kernel {
-        Kernel::Loop(k) => nest(e, k, 0, params.to_vec()),
+        Kernel::Loop(k) => emit_loop(e, k, params),
         Kernel::Pick { rows, classes, z_row, z_col, y_stride } => {
             pick(e, *rows, *classes, [*z_row, *z_col, *y_stride], params)
         }
         Kernel::OneHot { rows, classes, y_stride } => onehot(e, *rows, *classes, *y_stride, params),
+    }
+}
+
+fn emit_loop(e: &mut Em, k: &LoopKernel, params: &[Value]) {
+    let inner_axis = k.dims.len() - 1;
+    let outer: Vec<usize> = (0..inner_axis).collect();
+    let strides = operand_strides(k, inner_axis);
+    let unit = strides[1..].iter().all(|&s| s == 0 || s == 1);
+    match k.acc {
+        Some(acc) if unit && strides[0] == 1 && outer.iter().any(|&d| k.out[d] == 0) => {
+            // Kept axes outside, reduced axes inside each block of output vectors.
+            let (reduced, kept): (Vec<usize>, Vec<usize>) = outer.iter().partition(|&&d| k.out[d] == 0);
+            nest(e, k, &kept, params.to_vec(), &mut |e, p| columns(e, k, acc, &reduced, p));
+        }
+        _ => nest(e, k, &outer, params.to_vec(), &mut |e, p| inner(e, k, p)),
     }
 }
 
@@ -81,28 +100,29 @@ pub(crate) fn counted(
 }
 
 /// Adds `steps[i]` bytes to pointer `i`.
-fn advance(e: &mut Em, ptrs: &[Value], steps: &[i64]) -> Vec<Value> {
+pub(crate) fn advance(e: &mut Em, ptrs: &[Value], steps: &[i64]) -> Vec<Value> {
     ptrs.iter().zip(steps).map(|(&p, &s)| if s == 0 { p } else { e.b.ins().iadd_imm_s(p, s) }).collect()
 }
 
-fn operand_strides(k: &LoopKernel, d: usize) -> Vec<isize> {
+pub(crate) fn operand_strides(k: &LoopKernel, d: usize) -> Vec<isize> {
     std::iter::once(k.out[d]).chain(k.ins.iter().map(|s| s[d])).collect()
 }
 
-fn nest(e: &mut Em, k: &LoopKernel, d: usize, ptrs: Vec<Value>) {
-    if d + 1 == k.dims.len() {
-        inner(e, k, &ptrs);
+/// Loops over the axes `axes` (outermost first), calling `leaf` with the operand pointers.
+fn nest(e: &mut Em, k: &LoopKernel, axes: &[usize], ptrs: Vec<Value>, leaf: &mut dyn FnMut(&mut Em, &[Value])) {
+    let Some((&d, rest)) = axes.split_first() else {
+        leaf(e, &ptrs);
         return;
-    }
+    };
     let steps: Vec<i64> = operand_strides(k, d).iter().map(|&s| s as i64 * 4).collect();
     counted(e, k.dims[d], ptrs, &mut |e, p| {
-        nest(e, k, d + 1, p.to_vec());
+        nest(e, k, rest, p.to_vec(), leaf);
         advance(e, p, &steps)
     });
 }
 
 /// Unroll factor: ×4 for cheap bodies, ×2 for transcendental ones (register pressure, size).
-fn unroll(body: &Expr) -> usize {
+pub(crate) fn unroll(body: &Expr) -> usize {
     if body.cost() > 12 { 2 } else { 4 }
 }
 
@@ -129,7 +149,7 @@ fn inner(e: &mut Em, k: &LoopKernel, ptrs: &[Value]) {
 }
 
 /// The input vectors at byte offset `off`: full loads, or the first `lanes` elements.
-fn load_inputs(e: &mut Em, ptrs: &[Value], splats: &[Option<Value>], off: i32, lanes: usize) -> Vec<Value> {
+pub(crate) fn load_inputs(e: &mut Em, ptrs: &[Value], splats: &[Option<Value>], off: i32, lanes: usize) -> Vec<Value> {
     splats
         .iter()
         .zip(&ptrs[1..])
@@ -140,7 +160,7 @@ fn load_inputs(e: &mut Em, ptrs: &[Value], splats: &[Option<Value>], off: i32, l
         .collect()
 }
 
-fn load_lanes(e: &mut Em, p: Value, off: i32, lanes: usize, flags: MemFlagsData) -> Value {
+pub(crate) fn load_lanes(e: &mut Em, p: Value, off: i32, lanes: usize, flags: MemFlagsData) -> Value {
     if lanes == 4 {
         return e.b.ins().load(F32X4, flags, p, off);
     }
@@ -152,7 +172,7 @@ fn load_lanes(e: &mut Em, p: Value, off: i32, lanes: usize, flags: MemFlagsData)
     v
 }
 
-fn store_lanes(e: &mut Em, v: Value, p: Value, off: i32, lanes: usize) {
+pub(crate) fn store_lanes(e: &mut Em, v: Value, p: Value, off: i32, lanes: usize) {
     if lanes == 4 {
         e.b.ins().store(out_flags(), v, p, off);
         return;
@@ -175,7 +195,7 @@ fn vector_step(e: &mut Em, k: &LoopKernel, ptrs: &[Value], splats: &[Option<Valu
 }
 
 /// Byte steps of one vector for each operand (0 for broadcast inputs).
-fn vector_steps(splats: &[Option<Value>], elems: i64) -> Vec<i64> {
+pub(crate) fn vector_steps(splats: &[Option<Value>], elems: i64) -> Vec<i64> {
     std::iter::once(elems * 4).chain(splats.iter().map(|s| if s.is_some() { 0 } else { elems * 4 })).collect()
 }
 
@@ -197,69 +217,6 @@ fn vector_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], splats: &[Option<Value
     if !n.is_multiple_of(4) {
         vector_step(e, k, &ptrs, splats, 0, n % 4);
     }
-}
-
-/// A row reduced into `*out`: `u` vector accumulators, then horizontally.
-fn reduce_row(e: &mut Em, k: &LoopKernel, acc: Acc, ptrs: &[Value], splats: &[Option<Value>]) {
-    let n = k.dims[k.dims.len() - 1];
-    let u = unroll(&k.body);
-    let np = ptrs.len();
-    let ident = e.c(acc.identity());
-    // The output pointer stays put (stride 0).
-    let mut big = vector_steps(splats, 4 * u as i64);
-    big[0] = 0;
-    let init: Vec<Value> = ptrs.iter().copied().chain(std::iter::repeat_n(ident, u)).collect();
-    let state = counted(e, n / (4 * u), init, &mut |e, s| {
-        let (p, a) = s.split_at(np);
-        let mut next = advance(e, p, &big);
-        for (j, &aj) in a.iter().enumerate() {
-            let ins = load_inputs(e, p, splats, 16 * j as i32, 4);
-            let x = body(e, &k.body, &ins);
-            next.push(combine(e, acc, aj, x));
-        }
-        next
-    });
-    let (p, a) = state.split_at(np);
-    let mut total = a[0];
-    for &aj in &a[1..] {
-        total = combine(e, acc, total, aj);
-    }
-    let mut one = vector_steps(splats, 4);
-    one[0] = 0;
-    let init: Vec<Value> = p.iter().copied().chain([total]).collect();
-    let state = counted(e, (n % (4 * u)) / 4, init, &mut |e, s| {
-        let (p, a) = s.split_at(np);
-        let ins = load_inputs(e, p, splats, 0, 4);
-        let x = body(e, &k.body, &ins);
-        let mut next = advance(e, p, &one);
-        next.push(combine(e, acc, a[0], x));
-        next
-    });
-    let (p, a) = state.split_at(np);
-    let mut total = a[0];
-    let tail = n % 4;
-    if tail > 0 {
-        let ins = load_inputs(e, p, splats, 0, tail);
-        let x = body(e, &k.body, &ins);
-        let mask = lane_mask(e, tail);
-        let x = e.sel(mask, x, ident);
-        total = combine(e, acc, total, x);
-    }
-    let h = e.horizontal(total, |e, a, b| combine(e, acc, a, b));
-    let o = e.b.ins().load(F32, out_flags(), p[0], 0);
-    let o = e.in_lane0(o);
-    let r = combine(e, acc, o, h);
-    let r = e.lane0(r);
-    e.b.ins().store(out_flags(), r, p[0], 0);
-}
-
-/// All ones in the first `lanes` lanes.
-fn lane_mask(e: &mut Em, lanes: usize) -> Value {
-    let mut bytes = [0u8; 16];
-    bytes[..4 * lanes].fill(0xff);
-    let c = e.b.func.dfg.constants.insert(ConstantData::from(bytes.to_vec()));
-    let m = e.b.ins().vconst(I32X4, c);
-    e.b.ins().bitcast(F32X4, MemFlagsData::new(), m)
 }
 
 /// One element per iteration, in lane 0: the fallback for strided (non-unit) access.
@@ -290,7 +247,7 @@ fn scalar_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], strides: &[isize], spl
     });
 }
 
-fn combine(e: &mut Em, acc: Acc, a: Value, b: Value) -> Value {
+pub(crate) fn combine(e: &mut Em, acc: Acc, a: Value, b: Value) -> Value {
     match acc {
         Acc::Sum => e.add(a, b),
         Acc::Max => e.max(a, b),
@@ -299,7 +256,7 @@ fn combine(e: &mut Em, acc: Acc, a: Value, b: Value) -> Value {
 }
 
 /// The body expression on `f32x4` operands.
-fn body(e: &mut Em, x: &Expr, ins: &[Value]) -> Value {
+pub(crate) fn body(e: &mut Em, x: &Expr, ins: &[Value]) -> Value {
     match x {
         Expr::In(i) => ins[*i],
         Expr::Const(bits) => e.c(f32::from_bits(*bits)),
@@ -367,54 +324,4 @@ fn binary(e: &mut Em, op: BinaryOp, a: Value, b: Value) -> Value {
         BinaryOp::Ge => cmp(e, FloatCC::GreaterThanOrEqual),
         BinaryOp::Eq => cmp(e, FloatCC::Equal),
     }
-}
-
-/// Loads class `y[r]` and tests `0 <= y < classes` (one unsigned compare).
-fn class_at(e: &mut Em, y_ptr: Value, classes: usize) -> (Value, Value) {
-    let y = e.b.ins().load(I32, input_flags(), y_ptr, 0);
-    let ok = e.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, y, classes as i64);
-    let zero = e.b.ins().iconst(I32, 0);
-    let y = e.b.ins().select(ok, y, zero);
-    let y = e.b.ins().uextend(I64, y);
-    (y, ok)
-}
-
-fn pick(e: &mut Em, rows: usize, classes: usize, [z_row, z_col, y_stride]: [isize; 3], params: &[Value]) {
-    let steps = [4, z_row as i64 * 4, y_stride as i64 * 4];
-    counted(e, rows, params.to_vec(), &mut |e, p| {
-        let (y, ok) = class_at(e, p[2], classes);
-        let off = e.b.ins().imul_imm_s(y, z_col as i64 * 4);
-        let addr = e.b.ins().iadd(p[1], off);
-        let z = e.b.ins().load(F32, input_flags(), addr, 0);
-        let o = e.b.ins().load(F32, out_flags(), p[0], 0);
-        let d = e.b.ins().fsub(o, z);
-        let nan = e.b.ins().f32const(f32::NAN);
-        let r = e.b.ins().select(ok, d, nan);
-        e.b.ins().store(out_flags(), r, p[0], 0);
-        advance(e, p, &steps)
-    });
-}
-
-fn onehot(e: &mut Em, rows: usize, classes: usize, y_stride: isize, params: &[Value]) {
-    let steps = [classes as i64 * 4, y_stride as i64 * 4];
-    counted(e, rows, params.to_vec(), &mut |e, p| {
-        let (y, ok) = class_at(e, p[1], classes);
-        let (hit, miss, join) = (e.b.create_block(), e.b.create_block(), e.b.create_block());
-        e.b.ins().brif(ok, hit, &[], miss, &[]);
-        e.b.switch_to_block(hit);
-        let off = e.b.ins().imul_imm_s(y, 4);
-        let addr = e.b.ins().iadd(p[0], off);
-        let one = e.b.ins().f32const(1.0);
-        e.b.ins().store(out_flags(), one, addr, 0);
-        e.b.ins().jump(join, &[]);
-        e.b.switch_to_block(miss);
-        counted(e, classes, vec![p[0]], &mut |e, q| {
-            let nan = e.b.ins().f32const(f32::NAN);
-            e.b.ins().store(out_flags(), nan, q[0], 0);
-            advance(e, q, &[4])
-        });
-        e.b.ins().jump(join, &[]);
-        e.b.switch_to_block(join);
-        advance(e, p, &steps)
-    });
 }

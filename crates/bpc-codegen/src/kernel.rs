@@ -160,9 +160,11 @@ pub(crate) struct LoopKernel {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Loop(LoopKernel),
-    /// Cross-entropy's second pass over `rows` examples of `classes` logits: `out[r] -= z[r,
-    /// y[r]]`, or `out[r] = NaN` when the class `y[r]` (i32) is not in `0..classes` (never
-    /// read out of bounds). Operands: out (contiguous), z, y.
+    /// Cross-entropy's last pass over `rows` examples of `classes` logits, with `m` the row
+    /// max and `out` holding `log Σ e^(z - m)`: `out[r] = (m[r] - z[r, y[r]]) + out[r]`, or
+    /// NaN when the class `y[r]` (i32) is not in `0..classes` (never read out of bounds).
+    /// `m - z[y]` first keeps the small loss accurate when the logits are large. Operands:
+    /// out (contiguous), z, y, m (contiguous).
     Pick {
         rows: usize,
         classes: usize,
@@ -195,7 +197,7 @@ impl Kernel {
     pub(crate) fn arity(&self) -> usize {
         match self {
             Kernel::Loop(k) => 1 + k.ins.len(),
-            Kernel::Pick { .. } => 3,
+            Kernel::Pick { .. } => 4,
             Kernel::OneHot { .. } => 2,
         }
     }

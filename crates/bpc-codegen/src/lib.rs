@@ -29,8 +29,10 @@ mod emit;
 mod gemm;
 mod jit;
 mod kernel;
+mod labels;
 mod math;
 mod plan;
+mod reduce;
 mod runtime;
 
 use std::fmt;

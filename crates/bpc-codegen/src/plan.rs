@@ -359,57 +359,66 @@ impl Planner<'_> {
     fn reduce(&mut self, op: ReduceOp, x: &View, axes: &[usize], out: &View) {
         let into = expand(out, &x.dims, axes);
         let count: usize = axes.iter().map(|&a| x.dims[a]).product();
-        let accumulate = |p: &mut Self, acc: Acc, target: &View, into: &View, extra: &[View], body: Expr| {
-            p.fill(target, acc.identity());
-            let ins: Vec<View> = std::iter::once(x.clone()).chain(extra.iter().cloned()).collect();
-            p.push_loop(into, &ins, body, Some(acc));
+        let accumulate = |p: &mut Self, acc: Acc| {
+            p.fill(out, acc.identity());
+            p.push_loop(&into, std::slice::from_ref(x), Expr::In(0), Some(acc));
         };
         match op {
-            ReduceOp::Sum => accumulate(self, Acc::Sum, out, &into, &[], Expr::In(0)),
+            ReduceOp::Sum => accumulate(self, Acc::Sum),
             ReduceOp::Mean => {
-                accumulate(self, Acc::Sum, out, &into, &[], Expr::In(0));
+                accumulate(self, Acc::Sum);
                 let n = Expr::konst(count as f32);
                 self.push_loop(out, std::slice::from_ref(out), Expr::bin(BinaryOp::Div, Expr::In(0), n), None);
             }
-            ReduceOp::Max => accumulate(self, Acc::Max, out, &into, &[], Expr::In(0)),
-            ReduceOp::Min => accumulate(self, Acc::Min, out, &into, &[], Expr::In(0)),
+            ReduceOp::Max => accumulate(self, Acc::Max),
+            ReduceOp::Min => accumulate(self, Acc::Min),
             ReduceOp::LogSumExp => {
-                // m = max; s = Σ e^(x - m) (m = 0 where infinite); out = m + log s (or m).
-                let m = self.scratch(out.dims.clone());
-                let m_into = expand(&m, &x.dims, axes);
-                accumulate(self, Acc::Max, &m, &m_into, &[], Expr::In(0));
-                let s = self.scratch(out.dims.clone());
-                let s_into = expand(&s, &x.dims, axes);
-                let shift = Expr::Un(Fn1::FiniteOr0, Box::new(Expr::In(1)));
-                let body = Expr::un(UnaryOp::Exp, Expr::bin(BinaryOp::Sub, Expr::In(0), shift));
-                accumulate(self, Acc::Sum, &s, &s_into, &[m_into], body);
+                let (m, s) = self.lse_parts(x, axes, out.dims.clone());
                 let body = Expr::Bin(Fn2::LseFinish, Box::new(Expr::In(0)), Box::new(Expr::In(1)));
                 self.push_loop(out, &[m, s], body, None);
             }
         }
     }
 
-    /// `softmax(x) = e^(x - lse)`, `log_softmax(x) = x - lse`, with `lse` along `axis`.
+    /// The parts of `logsumexp` over `axes` as two scratch views of the reduced `dims`:
+    /// `m = max x` and `s = Σ e^(x - m)`, with `m` taken as 0 in `s` where it is infinite.
+    fn lse_parts(&mut self, x: &View, axes: &[usize], dims: Vec<usize>) -> (View, View) {
+        let m = self.scratch(dims.clone());
+        let m_into = expand(&m, &x.dims, axes);
+        self.fill(&m, Acc::Max.identity());
+        self.push_loop(&m_into, std::slice::from_ref(x), Expr::In(0), Some(Acc::Max));
+        let s = self.scratch(dims);
+        let s_into = expand(&s, &x.dims, axes);
+        self.fill(&s, 0.0);
+        let body = Expr::un(UnaryOp::Exp, Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1))));
+        self.push_loop(&s_into, &[x.clone(), m_into], body, Some(Acc::Sum));
+        (m, s)
+    }
+
+    /// `log_softmax(x) = (x - m) - log s` and `softmax(x) = e^(log_softmax x)` along `axis`:
+    /// `x - m` first keeps the result accurate when `x` is large.
     fn softmax(&mut self, v: Value, arg: Value, axis: usize, log: bool) -> View {
         let x = self.view(arg);
         let mut dims = x.dims.clone();
         dims.remove(axis);
-        let lse = self.scratch(dims);
-        self.reduce(ReduceOp::LogSumExp, &x, &[axis], &lse);
-        let lse = expand(&lse, &x.dims, &[axis]);
-        let diff = Expr::bin(BinaryOp::Sub, Expr::In(0), Expr::In(1));
+        let (m, s) = self.lse_parts(&x, &[axis], dims);
+        let (m, s) = (expand(&m, &x.dims, &[axis]), expand(&s, &x.dims, &[axis]));
+        let centered = Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1)));
+        let diff = Expr::bin(BinaryOp::Sub, centered, Expr::un(UnaryOp::Log, Expr::In(2)));
         let body = if log { diff } else { Expr::un(UnaryOp::Exp, diff) };
         let out = self.out(v);
-        self.push_loop(&out, &[x, lse], body, None);
+        self.push_loop(&out, &[x, m, s], body, None);
         out
     }
 
-    /// `logsumexp(z) - z[y]` per row; a class out of range gives NaN.
+    /// `(m - z[y]) + log s` per row, `m` and `s` the parts of `logsumexp z`; a class out of
+    /// range gives NaN.
     fn cross_entropy(&mut self, v: Value, logits: Value, label: Value) -> View {
         let out = self.out(v);
         let z = self.view(logits);
         let last = z.dims.len() - 1;
-        self.reduce(ReduceOp::LogSumExp, &z, &[last], &out);
+        let (m, s) = self.lse_parts(&z, &[last], out.dims.clone());
+        self.push_loop(&out, &[s], Expr::un(UnaryOp::Log, Expr::In(0)), None);
         let classes = z.dims[last];
         let (z_row, z) = match rows_stride(&z.dims[..last], &z.strides[..last]) {
             Some(s) if matches!(z.src, Src::Mem(_)) => (s, z),
@@ -420,7 +429,8 @@ impl Planner<'_> {
         };
         let (rows, y_stride, y) = self.rows_of(self.view(label));
         let z_col = z.strides[last];
-        self.kernel(Kernel::Pick { rows, classes, z_row, z_col, y_stride }, vec![ptr_of(&out), ptr_of(&z), y]);
+        let ptrs = vec![ptr_of(&out), ptr_of(&z), y, ptr_of(&m)];
+        self.kernel(Kernel::Pick { rows, classes, z_row, z_col, y_stride }, ptrs);
         out
     }
 
@@ -494,6 +504,11 @@ impl Planner<'_> {
             self.push_loop(&dst, &[x], Expr::In(0), None);
         }
     }
+}
+
+/// The safe shift of `logsumexp`: `m`, or 0 where `m` is infinite.
+fn shift(m: Expr) -> Expr {
+    Expr::Un(Fn1::FiniteOr0, Box::new(m))
 }
 
 fn ptr_of(x: &View) -> Ptr {
