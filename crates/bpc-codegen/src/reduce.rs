@@ -146,7 +146,7 @@ pub(crate) fn columns(e: &mut Em, k: &LoopKernel, acc: Acc, reduced: &[usize], p
         column_block(e, k, acc, reduced, p, 1, 4);
         advance(e, p, &one)
     });
-    if n % 4 > 0 {
+    if !n.is_multiple_of(4) {
         column_block(e, k, acc, reduced, &ptrs, 1, n % 4);
     }
 }
