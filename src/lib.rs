@@ -1,2 +1,158 @@
-//! bpc: a JIT-compiled gradient compiler.
+//! # bpc: a JIT-compiled gradient compiler
+//!
+//! A model written the way the backpropagation lecture writes it (`.bp`, see SPEC §1) is
+//! parsed into a typed tensor IR ([`ir`]), differentiated by reverse mode ([`autodiff`]),
+//! optimized ([`opt`]) and compiled by Cranelift ([`codegen`]) into native forward,
+//! value-and-grad and train-step functions; [`train`] holds the data loading and the SGD
+//! driver. This crate is the facade over those stages and the `bpc` command line.
+//!
+//! ```
+//! use bpc::{Arg, Model, OptLevel};
+//!
+//! let model = Model::from_source("add_mul.bp", "input x\ninput y\ninput z\nq = x + y\nf = q * z\nloss f\n")?;
+//! let vg = model.value_and_grad(&["x", "y", "z"])?;
+//! let native = model.compile(&vg, 1, OptLevel::O2)?;
+//! let mut ws = native.workspace();
+//! let (mut loss, mut dx, mut dy, mut dz) = ([0.0f32], [0.0f32], [0.0f32], [0.0f32]);
+//! native.run(
+//!     &mut ws,
+//!     &mut [Arg::F32(&[-2.0]), Arg::F32(&[5.0]), Arg::F32(&[-4.0])],
+//!     &mut [&mut loss, &mut dx, &mut dy, &mut dz],
+//! )?;
+//! assert_eq!((loss[0], dx[0], dz[0]), (-12.0, -4.0, 3.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::path::Path;
+
+pub use bpc_autodiff as autodiff;
+pub use bpc_codegen as codegen;
+pub use bpc_front as front;
 pub use bpc_ir as ir;
+pub use bpc_opt as opt;
+pub use bpc_train as train;
+
+pub use bpc_codegen::{Arg, Compiled, Workspace};
+pub use bpc_front::Source;
+pub use bpc_ir::{ArgKind, Diagnostic, Function, Inst};
+pub use bpc_opt::OptLevel;
+
+/// A failure of the pipeline, rendered for a person: program errors carry the
+/// `file:line:column` text with carets from [`bpc_front::render`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.trim_end())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A checked model: its source and its forward function.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub source: Source,
+    /// The forward function (results `loss`, and `output` / `logits` when present).
+    pub func: Function,
+}
+
+impl Model {
+    /// Reads and compiles the model at `path`; a missing file names the path and the
+    /// system's reason.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error(format!("{}: cannot read: {e}", path.display())))?;
+        Model::from_source(path.display().to_string(), text)
+    }
+
+    /// Compiles `text`; `path` is what diagnostics show.
+    pub fn from_source(path: impl Into<String>, text: impl Into<String>) -> Result<Model, Error> {
+        let source = Source::new(path, text);
+        match bpc_front::compile(&source) {
+            Ok(func) => Ok(Model { source, func }),
+            Err(diags) => Err(Error(bpc_front::render(&source, &diags))),
+        }
+    }
+
+    /// Renders a diagnostic of a later stage against this model's source.
+    pub fn render(&self, diag: &Diagnostic) -> Error {
+        Error(bpc_front::render(&self.source, std::slice::from_ref(diag)))
+    }
+
+    /// Every name gradients can be taken with respect to (SPEC §4 `eval`): inputs, real
+    /// labels and params in declaration order, then the bindings in source order. Not
+    /// class labels, nor names whose value is a constant.
+    pub fn grad_names(&self) -> Vec<String> {
+        let f = &self.func;
+        let mut out: Vec<String> = f
+            .args
+            .iter()
+            .filter(|a| a.ty.is_float() && !matches!(a.kind, ArgKind::Hyper))
+            .map(|a| a.name.clone())
+            .collect();
+        let live = depends_on_args(f);
+        for (name, v) in &f.names {
+            if f.arg_named(name).is_none() && live[v.index()] && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// The forward function plus the adjoint: results `loss`, then `grad.NAME` per name.
+    pub fn value_and_grad(&self, wrt: &[&str]) -> Result<Function, Error> {
+        bpc_autodiff::value_and_grad(&self.func, wrt).map_err(|d| self.render(&d))
+    }
+
+    /// The SGD train step: results `loss`, `output`/`logits`, then in-place param updates;
+    /// takes the learning rate as its last argument `lr`.
+    pub fn train_step(&self) -> Result<Function, Error> {
+        bpc_autodiff::train_step(&self.func, bpc_autodiff::Optimizer::Sgd).map_err(|d| self.render(&d))
+    }
+
+    /// Optimizes `func` at `level` and JIT-compiles it for minibatch size `batch`.
+    pub fn compile(&self, func: &Function, batch: usize, level: OptLevel) -> Result<Compiled, Error> {
+        let opt = bpc_opt::optimize(func, level);
+        bpc_codegen::compile(&opt, batch)
+            .map_err(|e| Error(format!("{}: code generation failed: {}", self.source.path, e.0)))
+    }
+
+    /// The stable hash of the source stored in checkpoints.
+    pub fn hash(&self) -> String {
+        bpc_train::model_hash(&self.source.text)
+    }
+}
+
+/// Per value: whether it depends (transitively) on any argument; constants do not.
+pub fn depends_on_args(f: &Function) -> Vec<bool> {
+    let mut live = vec![false; f.len()];
+    for v in f.values() {
+        live[v.index()] = match f.inst(v) {
+            Inst::Arg(_) => true,
+            Inst::Const(_) | Inst::BatchSize => false,
+            inst => inst.operands().iter().any(|o| live[o.index()]),
+        };
+    }
+    live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grad_names_cover_float_args_and_bindings() {
+        let src = "input x[2]\nlabel y : class(2)\nparam W[2, 2] = 0\nconst c = 3\nk = c * 2\nh = W @ x\nloss cross_entropy(h, y)\n";
+        let m = Model::from_source("m.bp", src).unwrap();
+        assert_eq!(m.grad_names(), vec!["x", "W", "h"]);
+    }
+
+    #[test]
+    fn missing_model_names_the_path() {
+        let e = Model::load("/nonexistent/m.bp").unwrap_err();
+        assert_eq!(e.to_string(), "/nonexistent/m.bp: cannot read: No such file or directory (os error 2)");
+    }
+}

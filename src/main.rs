@@ -1,1 +1,23 @@
-fn main() {}
+//! The `bpc` command line: see `cli` and SPEC §4.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match cli::run(cli::Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let text = e.to_string();
+            // Rendered program diagnostics already start with `error:`.
+            if text.starts_with("error") {
+                eprintln!("{text}")
+            } else {
+                eprintln!("error: {text}")
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

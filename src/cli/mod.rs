@@ -1,0 +1,198 @@
+//! The `bpc` command line (SPEC §4), parsed with `clap`'s derive API.
+//!
+//! Every command returns `Result<(), bpc::Error>`; `main` prints the error to stderr and
+//! exits with status 1 (clap itself uses 2 for bad flags). Nothing is written to a file
+//! unless the command succeeded, and then atomically.
+
+mod emit;
+mod eval;
+mod predict;
+mod set;
+mod train;
+
+use std::path::PathBuf;
+
+use bpc::{Error, OptLevel};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// bpc: a JIT-compiled gradient compiler for small models written like the lecture.
+#[derive(Parser, Debug)]
+#[command(name = "bpc", version, args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The model (`.bp`) to print a stage of.
+    model: Option<PathBuf>,
+    /// Print the checked forward IR (same as `--emit ir`).
+    #[arg(long)]
+    emit_ir: bool,
+    /// Print a compiler stage.
+    #[arg(long, value_enum, value_name = "STAGE")]
+    emit: Option<Stage>,
+    #[command(flatten)]
+    opt: Opt,
+}
+
+/// A stage `--emit` can print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Stage {
+    /// The syntax tree.
+    Ast,
+    /// The checked forward IR.
+    Ir,
+    /// Forward plus adjoint: value-and-grad of the loss w.r.t. every float arg and binding.
+    Grad,
+    /// The value-and-grad function after the optimizer.
+    Opt,
+    /// Cranelift IR of every kernel.
+    Clif,
+    /// The computational graph as Graphviz.
+    Dot,
+    /// The graph drawn as SVG.
+    Svg,
+    /// Kernel count, GEMM count, buffer bytes, flops per step.
+    Stats,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Evaluate one example: every named value and d loss / d name.
+    Eval(EvalArgs),
+    /// Train the model's params with minibatch SGD.
+    Train(TrainArgs),
+    /// Run a trained model over a data set and write its outputs as CSV.
+    Predict(PredictArgs),
+}
+
+/// `-O0|-O1|-O2`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Opt {
+    /// Optimization level: -O0 (no passes), -O1, -O2 (default).
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    level: u8,
+}
+
+impl Opt {
+    pub fn level(&self) -> OptLevel {
+        match self.level {
+            0 => OptLevel::O0,
+            1 => OptLevel::O1,
+            _ => OptLevel::O2,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    pub model: PathBuf,
+    /// `NAME=VALUE` pairs separated by commas, e.g. 'x=-2,W=[[1,2],[3,4]]'; may repeat.
+    #[arg(long, value_name = "PAIRS")]
+    pub set: Vec<String>,
+    /// Params not set come from this checkpoint (else from their initializers).
+    #[arg(long, value_name = "P.safetensors")]
+    pub params: Option<PathBuf>,
+    /// Seed of the initializers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use the float64 reference interpreter instead of the JIT.
+    #[arg(long)]
+    pub interp: bool,
+    /// Print `{"values": {...}, "grads": {...}}`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub opt: Opt,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    pub model: PathBuf,
+    /// Training data (CSV with a header, or .csv.gz).
+    #[arg(long, value_name = "TRAIN.csv")]
+    pub data: PathBuf,
+    /// Validation data, evaluated after every epoch.
+    #[arg(long, value_name = "VAL.csv")]
+    pub val: Option<PathBuf>,
+    /// The label column (default: `label`, else the last column).
+    #[arg(long, value_name = "COLUMN")]
+    pub label: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+    /// Seed of the initializers and of the shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Scale features by the training set's mean and standard deviation.
+    #[arg(long)]
+    pub standardize: bool,
+    /// Write the trained params here (safetensors).
+    #[arg(long, value_name = "P.safetensors")]
+    pub save: Option<PathBuf>,
+    /// Start from these params instead of the initializers.
+    #[arg(long, value_name = "P.safetensors")]
+    pub init: Option<PathBuf>,
+    /// One JSON object per epoch on stdout, then a final `{"done": true, ...}`.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar and no per-epoch lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub opt: Opt,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    pub model: PathBuf,
+    /// Trained params.
+    #[arg(long, value_name = "P.safetensors")]
+    pub params: PathBuf,
+    /// Examples (the label column is optional).
+    #[arg(long, value_name = "TEST.csv")]
+    pub data: PathBuf,
+    /// The label column, if the file has one not named `label` and not last.
+    #[arg(long, value_name = "COLUMN")]
+    pub label: Option<String>,
+    /// Write the CSV here instead of stdout.
+    #[arg(long, value_name = "PRED.csv")]
+    pub out: Option<PathBuf>,
+    /// Print the predictions as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub opt: Opt,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Some(Command::Eval(a)) => eval::run(&a),
+        Some(Command::Train(a)) => train::run(&a),
+        Some(Command::Predict(a)) => predict::run(&a),
+        None => {
+            let Some(model) = cli.model else {
+                return Err(Error("no model given: try `bpc MODEL.bp --emit-ir` or `bpc --help`".into()));
+            };
+            let stage = match (cli.emit_ir, cli.emit) {
+                (true, Some(s)) if s != Stage::Ir => {
+                    return Err(Error("--emit-ir and --emit are two spellings of one flag; give one".into()));
+                }
+                (true, _) => Stage::Ir,
+                (false, Some(s)) => s,
+                (false, None) => return Err(Error("nothing to do: give --emit-ir, --emit STAGE or a command".into())),
+            };
+            emit::run(&model, stage, cli.opt.level())
+        }
+    }
+}
+
+/// A JSON object with its keys in the given order; values are JSON text already.
+pub fn json_object(fields: impl IntoIterator<Item = (String, String)>) -> String {
+    let parts: Vec<String> = fields.into_iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k))).collect();
+    format!("{{{}}}", parts.join(","))
+}

@@ -1,0 +1,445 @@
+//! End-to-end tests of the `bpc` command line: the lecture's numbers through `eval`, the IR
+//! text, diagnostics for bad programs and bad data, and training to a target accuracy.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `bpc` from the repository root.
+fn bpc(args: &[&str]) -> Output {
+    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("bpc");
+    cmd.current_dir(root()).args(args);
+    cmd.output().expect("bpc runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and expects success, returning stdout.
+fn ok(args: &[&str]) -> String {
+    let o = bpc(args);
+    assert!(o.status.success(), "bpc {args:?} failed:\n{}", stderr(&o));
+    stdout(&o)
+}
+
+/// Runs and expects failure (exit 1, no panic), returning stderr.
+fn fails(args: &[&str]) -> String {
+    let o = bpc(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "bpc {args:?} should fail with 1:\n{err}");
+    assert!(!err.contains("panicked"), "bpc {args:?} panicked:\n{err}");
+    err
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bpc-cli-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------- eval: the lecture's numbers
+
+/// `eval --json` (JIT, or the interpreter with `--interp`) as parsed JSON.
+fn eval_json(model: &str, set: &str, interp: bool) -> Value {
+    let mut args = vec!["eval", model, "--set", set, "--json"];
+    if interp {
+        args.push("--interp");
+    }
+    serde_json::from_str(&ok(&args)).expect("eval --json prints one JSON object")
+}
+
+fn flat(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(xs) => xs.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        other => panic!("not a number or array: {other}"),
+    }
+}
+
+fn close(got: &Value, want: &[f64], what: &str) {
+    let got = flat(got);
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 1e-6, "{what}: got {g}, want {w}");
+    }
+}
+
+/// Checks `values` and `grads` of one lecture example against the table, both engines.
+fn lecture(model: &str, set: &str, values: &[(&str, &[f64])], grads: &[(&str, &[f64])]) {
+    for interp in [false, true] {
+        let j = eval_json(model, set, interp);
+        for (name, want) in values {
+            close(&j["values"][name], want, &format!("{model} value {name} (interp {interp})"));
+        }
+        for (name, want) in grads {
+            close(&j["grads"][name], want, &format!("{model} d loss/d {name} (interp {interp})"));
+        }
+    }
+}
+
+#[test]
+fn lecture_add_mul() {
+    lecture(
+        "examples/add_mul.bp",
+        "x=-2,y=5,z=-4",
+        &[("q", &[3.0]), ("f", &[-12.0]), ("loss", &[-12.0])],
+        &[("x", &[-4.0]), ("y", &[-4.0]), ("z", &[3.0]), ("q", &[-4.0]), ("f", &[1.0])],
+    );
+}
+
+#[test]
+fn lecture_sigmoid_neuron() {
+    lecture(
+        "examples/sigmoid_neuron.bp",
+        "w0=2,x0=-1,w1=-3,x1=-2,w2=-3",
+        &[("f", &[0.731_058_6]), ("loss", &[0.731_058_6])],
+        &[
+            ("w0", &[-0.196_611_9]),
+            ("x0", &[0.393_223_9]),
+            ("w1", &[-0.393_223_9]),
+            ("x1", &[-0.589_835_8]),
+            ("w2", &[0.196_611_9]),
+        ],
+    );
+}
+
+#[test]
+fn lecture_max_gate() {
+    lecture("examples/max_gate.bp", "x=4,y=2", &[("f", &[4.0])], &[("x", &[1.0]), ("y", &[0.0])]);
+}
+
+#[test]
+fn lecture_squared_error() {
+    // e = (y - w.x)^2 with w.x = 4.5: de/dw = -2 x (y - w.x), de/dx = -2 w (y - w.x).
+    lecture(
+        "examples/squared_error.bp",
+        "w=[1,2,3],x=[0.5,-1,2],y=4",
+        &[("e", &[0.25])],
+        &[("w", &[0.5, -1.0, 2.0]), ("x", &[1.0, 2.0, 3.0]), ("y", &[-1.0])],
+    );
+}
+
+#[test]
+fn lecture_logistic() {
+    // e = -log(sigmoid(w.x)) with w.x = 1: de/dw = -sigmoid(-1) x.
+    lecture(
+        "examples/logistic.bp",
+        "w=[1,-1],x=[2,1]",
+        &[("e", &[0.313_261_7])],
+        &[("w", &[-0.537_882_8, -0.268_941_4]), ("x", &[-0.268_941_4, 0.268_941_4])],
+    );
+}
+
+#[test]
+fn eval_prints_values_and_gradients_for_people() {
+    let out = ok(&["eval", "examples/add_mul.bp", "--set", "x=-2,y=5", "--set", "z=-4"]);
+    assert!(out.contains("  q    = 3\n"), "{out}");
+    assert!(out.contains("  loss = -12\n"), "{out}");
+    assert!(out.contains("gradients d loss / d name\n  x    = -4\n"), "{out}");
+}
+
+#[test]
+fn eval_errors_name_the_setting() {
+    let err = fails(&["eval", "examples/add_mul.bp", "--set", "x=-2,y=5"]);
+    assert!(err.contains("input z is not set"), "{err}");
+    let err = fails(&["eval", "examples/squared_error.bp", "--set", "w=[1,2],x=[1,2,3],y=1"]);
+    assert!(err.contains("in --set 'w=[1,2]': w is declared with shape [3] but the value has shape [2]"), "{err}");
+    let err = fails(&["eval", "examples/add_mul.bp", "--set", "x=1,y=2,z=3,q=4"]);
+    assert!(err.contains("`q` is a binding"), "{err}");
+    let err = fails(&["eval", "examples/add_mul.bp", "--set", "x=[1,2"]);
+    assert!(err.contains("unclosed `[`"), "{err}");
+}
+
+#[test]
+fn eval_with_params_from_initializers() {
+    // iris at one example: every param comes from its initializer (seed 0); the loss of a
+    // 3-class cross-entropy is positive and d loss / d b2 sums to zero (softmax - onehot).
+    let j = eval_json("examples/iris.bp", "x=[5.1,3.5,1.4,0.2],y=0", false);
+    let loss = flat(&j["values"]["loss"])[0];
+    assert!(loss > 0.0 && loss.is_finite(), "{loss}");
+    let db2 = flat(&j["grads"]["b2"]);
+    assert!(db2.iter().sum::<f64>().abs() < 1e-6, "{db2:?}");
+    assert!(j["grads"].get("y").is_none(), "no gradient for a class label");
+}
+
+// ---------------------------------------------------------------- emit
+
+#[test]
+fn emit_ir_golden_text() {
+    let want = "\
+function add_mul {
+  input x: f32[B]
+  input y: f32[B]
+  input z: f32[B]
+  v0: f32[B] = arg x                            # x
+  v1: f32[B] = arg y                            # y
+  v2: f32[B] = arg z                            # z
+  v3: f32[B] = add v0, v1                       # q
+  v4: f32[B] = mul v3, v2                       # f
+  v5: f32[] = reduce_mean v4, axes=[0]
+  result loss = v5
+}
+";
+    assert_eq!(ok(&["examples/add_mul.bp", "--emit-ir"]), want);
+    assert_eq!(ok(&["examples/add_mul.bp", "--emit", "ir"]), want);
+}
+
+#[test]
+fn emit_other_stages() {
+    let grad = ok(&["examples/add_mul.bp", "--emit", "grad"]);
+    assert!(grad.contains("adjoint:") && grad.contains("result grad.x = "), "{grad}");
+    let opt = ok(&["examples/add_mul.bp", "--emit", "opt", "-O0"]);
+    assert!(opt.contains("result grad.z = "), "{opt}");
+    let ast = ok(&["examples/add_mul.bp", "--emit", "ast"]);
+    assert!(ast.contains("loss"), "{ast}");
+}
+
+// ---------------------------------------------------------------- diagnostics
+
+#[test]
+fn malformed_program_points_at_line_and_column() {
+    let s = Scratch::new("bad-program");
+    let path = s.file("bad.bp", "input x\nq = x + * 2\nloss q\n");
+    let err = fails(&[&path, "--emit-ir"]);
+    assert!(err.contains(&format!("{path}:2:")), "no file:line:column in:\n{err}");
+    assert!(err.starts_with("error"), "{err}");
+    let err = fails(&["train", &path, "--data", "examples/data/iris_train.csv"]);
+    assert!(err.contains(&format!("{path}:2:")), "{err}");
+}
+
+#[test]
+fn missing_files_name_path_and_reason() {
+    let err = fails(&["nope/missing.bp", "--emit-ir"]);
+    assert!(err.contains("nope/missing.bp: cannot read: No such file or directory"), "{err}");
+    let err = fails(&["train", "examples/iris.bp", "--data", "examples/data/missing.csv"]);
+    assert!(err.contains("examples/data/missing.csv: cannot open: No such file or directory"), "{err}");
+}
+
+#[test]
+fn bad_csv_rows_point_at_line_and_column() {
+    let s = Scratch::new("bad-csv");
+    let ragged = s.file("ragged.csv", "a,b,c,d,label\n5.1,3.5,1.4,0.2,0\n4.9,3.0,1.4,0\n");
+    let err = fails(&["train", "examples/iris.bp", "--data", &ragged]);
+    assert!(err.contains(&format!("{ragged}:3:14: expected 5 fields as in the header, found 4")), "{err}");
+    let word = s.file("word.csv", "a,b,c,d,label\n5.1,3.5,1.4,0.2,0\n4.9,abc,1.4,0.2,1\n");
+    let err = fails(&["train", "examples/iris.bp", "--data", &word]);
+    assert!(err.contains(&format!("{word}:3:5: expected a number in column `b`, found `abc`")), "{err}");
+    let range = s.file("range.csv", "a,b,c,d,label\n5.1,3.5,1.4,0.2,3\n");
+    let err = fails(&["train", "examples/iris.bp", "--data", &range]);
+    assert!(err.contains(&format!("{range}:2:17: class label `3` is out of range")), "{err}");
+    let wide = s.file("wide.csv", "a,b,label\n1,2,0\n");
+    let err = fails(&["train", "examples/iris.bp", "--data", &wide]);
+    assert!(err.contains("take 4 columns per example, but the file has 2 columns"), "{err}");
+    let empty = s.file("empty.csv", "");
+    let err = fails(&["train", "examples/iris.bp", "--data", &empty]);
+    assert!(err.contains(&format!("{empty}:1:1: empty file")), "{err}");
+}
+
+#[test]
+fn unavailable_stage_and_bad_flags() {
+    let err = fails(&["examples/add_mul.bp", "--emit", "dot"]);
+    assert!(err.contains("--emit dot is not available yet"), "{err}");
+    let o = bpc(&["train", "examples/iris.bp"]);
+    assert_eq!(o.status.code(), Some(2), "clap reports a missing --data");
+}
+
+#[test]
+fn failed_training_overwrites_nothing() {
+    let s = Scratch::new("no-overwrite");
+    let save = s.file("p.safetensors", "precious");
+    let bad = s.file("bad.csv", "a,b,c,d,label\n1,2,3\n");
+    fails(&["train", "examples/iris.bp", "--data", &bad, "--save", &save]);
+    assert_eq!(std::fs::read_to_string(&save).unwrap(), "precious");
+    let err = fails(&[
+        "train",
+        "examples/iris.bp",
+        "--data",
+        "examples/data/iris_train.csv",
+        "--save",
+        "no/dir/p.safetensors",
+    ]);
+    assert!(err.contains("no/dir/p.safetensors: cannot write"), "{err}");
+}
+
+// ---------------------------------------------------------------- training
+
+/// `train --json` lines: every epoch object, then the `done` object.
+fn train_json(args: &[&str]) -> (Vec<Value>, Value) {
+    let mut all = vec!["train"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", "--quiet"]);
+    let out = ok(&all);
+    let mut lines: Vec<Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let done = lines.pop().expect("a done line");
+    assert_eq!(done["done"], Value::Bool(true));
+    (lines, done)
+}
+
+fn report(name: &str, epochs: &[Value]) {
+    let last = epochs.last().unwrap();
+    eprintln!(
+        "{name}: {} epochs, val accuracy {}, train loss {}, {} examples/s",
+        epochs.len(),
+        last["val_accuracy"],
+        last["train_loss"],
+        last["examples_per_s"]
+    );
+}
+
+#[test]
+fn iris_trains_to_93_percent() {
+    let (epochs, done) = train_json(&[
+        "examples/iris.bp",
+        "--data",
+        "examples/data/iris_train.csv",
+        "--val",
+        "examples/data/iris_test.csv",
+        "--standardize",
+        "--lr",
+        "0.1",
+        "--batch",
+        "16",
+        "--epochs",
+        "100",
+    ]);
+    report("iris", &epochs);
+    assert_eq!(epochs.len(), 100);
+    for (i, e) in epochs.iter().enumerate() {
+        assert_eq!(e["epoch"], Value::from(i + 1));
+        for key in ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "examples_per_s", "seconds"] {
+            assert!(e[key].is_number(), "epoch {} has no number {key}: {e}", i + 1);
+        }
+    }
+    let acc = done["val_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.93, "iris validation accuracy {acc}");
+    assert!(epochs[99]["train_loss"].as_f64().unwrap() < epochs[0]["train_loss"].as_f64().unwrap());
+}
+
+#[test]
+fn digits_trains_to_95_percent() {
+    let (epochs, done) = train_json(&[
+        "examples/digits.bp",
+        "--data",
+        "examples/data/digits_train.csv",
+        "--val",
+        "examples/data/digits_test.csv",
+        "--standardize",
+        "--lr",
+        "0.1",
+        "--batch",
+        "16",
+        "--epochs",
+        "100",
+    ]);
+    report("digits", &epochs);
+    let acc = done["val_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "digits validation accuracy {acc}");
+}
+
+#[test]
+fn mnist_one_epoch_to_95_percent() {
+    let train = root().join("../shared/data/mnist_train.csv.gz");
+    let test = root().join("../shared/data/mnist_test.csv.gz");
+    if !train.exists() || !test.exists() {
+        eprintln!("skipping MNIST: {} is not present (it is never copied into the repository)", train.display());
+        return;
+    }
+    let (train, test) = (train.display().to_string(), test.display().to_string());
+    let (epochs, done) = train_json(&[
+        "examples/mnist.bp",
+        "--data",
+        &train,
+        "--val",
+        &test,
+        "--standardize",
+        "--lr",
+        "0.1",
+        "--batch",
+        "32",
+        "--epochs",
+        "1",
+    ]);
+    report("mnist", &epochs);
+    let acc = done["val_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "MNIST test accuracy after one epoch {acc}");
+}
+
+#[test]
+fn train_save_then_predict() {
+    let s = Scratch::new("predict");
+    let params = s.path("iris.safetensors");
+    let preds = s.path("pred.csv");
+    let data = ["--data", "examples/data/iris_train.csv", "--standardize", "--lr", "0.1", "--batch", "16"];
+    let mut args = vec!["train", "examples/iris.bp", "--epochs", "50", "--quiet", "--save", &params];
+    args.extend_from_slice(&data);
+    ok(&args);
+    let o = bpc(&[
+        "predict",
+        "examples/iris.bp",
+        "--params",
+        &params,
+        "--data",
+        "examples/data/iris_test.csv",
+        "--out",
+        &preds,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&preds).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("output_0,output_1,output_2,predicted"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 30);
+    for r in &rows {
+        let f: Vec<f64> = r.split(',').map(|x| x.parse().unwrap()).collect();
+        assert!((f[0] + f[1] + f[2] - 1.0).abs() < 1e-5, "softmax rows sum to 1: {r}");
+    }
+    let err = stderr(&o);
+    let acc: f64 = err.split_whitespace().nth(1).and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    assert!(acc >= 0.9, "{err}");
+    // The same params predict the same file without its label column.
+    let s2 = Scratch::new("predict-nolabel");
+    let text = std::fs::read_to_string(root().join("examples/data/iris_test.csv")).unwrap();
+    let unlabeled: String = text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
+    let nolabel = s2.file("x.csv", &unlabeled);
+    let out = ok(&["predict", "examples/iris.bp", "--params", &params, "--data", &nolabel]);
+    assert_eq!(out.lines().count(), 31);
+    let j: Value =
+        serde_json::from_str(&ok(&["predict", "examples/iris.bp", "--params", &params, "--data", &nolabel, "--json"]))
+            .unwrap();
+    assert_eq!((j["examples"].clone(), j["accuracy"].clone()), (Value::from(30), Value::Null));
+}
