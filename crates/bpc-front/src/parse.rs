@@ -53,8 +53,11 @@ fn syntax_error(err: ParseError<usize, Tok, Diagnostic>, len: usize) -> Diagnost
         ParseError::UnrecognizedToken { token: (l, tok, r), expected } => {
             let found = found(&tok, l, r, len);
             let want = describe(&expected);
-            let mut d = Diagnostic::error(format!("expected {want}, found {found}"))
-                .at(Span::new(l, r), format!("unexpected {found}"));
+            let label = match tok {
+                Tok::Newline => format!("expected {want}"),
+                _ => format!("unexpected {found}"),
+            };
+            let mut d = Diagnostic::error(format!("expected {want}, found {found}")).at(Span::new(l, r), label);
             if let Some(hint) = hint(&tok, &expected) {
                 d = d.note(hint);
             }

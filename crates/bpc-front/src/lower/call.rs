@@ -11,7 +11,7 @@ use bpc_ir::{BinaryOp, Diagnostic, Inst, ReduceOp, Shape, Span, UnaryOp};
 
 use super::expr::show;
 use super::names::suggest;
-use super::{Def, Fail, Frame, Lowerer, Opd, R, Val};
+use super::{Def, Fail, Frame, Lowerer, MAX_VALUES, Opd, R, Val};
 use crate::ast::{Arg, Expr, ExprKind, Ident};
 
 /// A built-in function.
@@ -31,6 +31,14 @@ pub(crate) enum Builtin {
     CrossEntropy,
     Mse,
     BceWithLogits,
+}
+
+/// A checked built-in call, before its operands are lowered.
+struct Plan<'m> {
+    name: &'static str,
+    builtin: Builtin,
+    positional: Vec<&'m Expr>,
+    axis: Option<&'m Expr>,
 }
 
 /// Name, builtin, the accepted positional counts, whether `axis=` is accepted, usage.
@@ -89,10 +97,29 @@ impl Builtin {
 }
 
 impl<'m> Lowerer<'m> {
+    /// A call. On the recursion path (a `def` body calls more `def`s), so the checks and
+    /// the op building live in separate, non-inlined functions and this frame stays small.
+    #[inline(never)]
     pub(crate) fn call(&mut self, func: &'m Ident, args: &'m [Arg], span: Span) -> R<Val> {
         if let Some(&def) = self.defs.get(&func.name) {
             return self.inline(def, args, span);
         }
+        let plan = self.plan_builtin(func, args, span)?;
+        let axis = match plan.axis {
+            Some(e) => Some((self.const_int(e, "`axis`")?, e.span)),
+            None => None,
+        };
+        let mut ops = Vec::with_capacity(plan.positional.len());
+        for e in &plan.positional {
+            ops.push(self.operand(e));
+        }
+        let ops: Vec<Opd> = ops.into_iter().collect::<R<_>>()?;
+        self.apply_builtin(&plan, &ops, axis, span)
+    }
+
+    /// Resolves a built-in call and checks its keywords and arity.
+    #[inline(never)]
+    fn plan_builtin(&mut self, func: &Ident, args: &'m [Arg], span: Span) -> R<Plan<'m>> {
         let Some(&(name, builtin, arities, takes_axis, usage)) = TABLE.iter().find(|row| row.0 == func.name) else {
             let d = self.unknown_function(&func.name, func.span);
             return Err(self.error(d));
@@ -131,26 +158,23 @@ impl<'m> Lowerer<'m> {
                 "`{name}` takes {want} argument{s} but {n} {} given",
                 if n == 1 { "was" } else { "were" }
             ))
-            .at(span, format!("{n} argument{}", if n == 1 { "" } else { "s" }))
+            .at(span, format!("{n} argument{}", plural(n)))
             .note(format!("usage: {usage}"));
             return Err(self.error(d));
         }
-        let axis = match axis {
-            Some(e) => Some((self.const_int(e, "`axis`")?, e.span)),
-            None => None,
-        };
-        if builtin == Builtin::CrossEntropy {
-            return self.cross_entropy(positional[0], positional[1], span);
+        Ok(Plan { name, builtin, positional, axis })
+    }
+
+    /// Builds a built-in call from its lowered operands.
+    #[inline(never)]
+    fn apply_builtin(&mut self, plan: &Plan<'m>, ops: &[Opd], axis: Option<(i64, Span)>, span: Span) -> R<Val> {
+        if plan.builtin == Builtin::CrossEntropy {
+            return self.cross_entropy(ops[0], ops[1], span);
         }
-        let mut ops = Vec::with_capacity(positional.len());
-        for e in &positional {
-            ops.push(self.operand(e));
-        }
-        let ops: Vec<Opd> = ops.into_iter().collect::<R<_>>()?;
-        for &o in &ops {
+        for &o in ops {
             self.check_float(o)?;
         }
-        self.builtin(builtin, name, &ops, axis, span)
+        self.builtin(plan.builtin, plan.name, ops, axis, span)
     }
 
     fn builtin(&mut self, b: Builtin, name: &str, ops: &[Opd], axis: Option<(i64, Span)>, span: Span) -> R<Val> {
@@ -259,9 +283,8 @@ impl<'m> Lowerer<'m> {
     }
 
     /// `cross_entropy(z, y)`: `z` holds K logits per example, `y` is declared `class(K)`.
-    fn cross_entropy(&mut self, z: &'m Expr, y: &'m Expr, span: Span) -> R<Val> {
-        let (zo, yo) = (self.operand(z), self.operand(y));
-        let (zo, yo) = (zo?, yo?);
+    fn cross_entropy(&mut self, zo: Opd, yo: Opd, span: Span) -> R<Val> {
+        let (z, y) = (zo, yo);
         self.check_float(zo)?;
         let Val::Class { value: label, classes } = yo.val else {
             let d = Diagnostic::error("the second argument of `cross_entropy` must be a class label")
@@ -291,8 +314,41 @@ impl<'m> Lowerer<'m> {
     }
 
     /// A call of a `def`: its parameters bound to the arguments' values, its body lowered.
+    #[inline(never)]
     fn inline(&mut self, def: Def<'m>, args: &'m [Arg], span: Span) -> R<Val> {
+        self.check_call(def, args, span)?;
+        let mut locals = HashMap::new();
+        let mut failed = false;
+        for (p, a) in def.params.iter().zip(args) {
+            match self.expr(&a.value) {
+                Ok(v) => {
+                    locals.insert(p.name.clone(), v);
+                }
+                Err(Fail) => failed = true,
+            }
+        }
+        if failed {
+            return Err(Fail);
+        }
+        self.frames.push(Frame { def: def.name.name.clone(), call: span, locals });
+        let out = self.expr(def.body);
+        self.frames.pop();
+        out
+    }
+
+    /// A `def` call's arguments and the program size; no recursion.
+    #[inline(never)]
+    fn check_call(&mut self, def: Def<'m>, args: &'m [Arg], span: Span) -> R<()> {
         let name = def.name.name.as_str();
+        if def.bad {
+            return Err(Fail);
+        }
+        if self.func.len() > MAX_VALUES {
+            let d = Diagnostic::error("the program is too large")
+                .at(span, format!("inlining this call goes past {MAX_VALUES} instructions"))
+                .note("`def`s that call other `def`s several times grow exponentially when inlined");
+            return Err(self.error(d));
+        }
         if let Some(k) = args.iter().find_map(|a| a.keyword.as_ref()) {
             let d = Diagnostic::error(format!("unknown keyword argument `{}` for `{name}`", k.name))
                 .at(k.span, "a `def` takes positional arguments only")
@@ -318,23 +374,7 @@ impl<'m> Lowerer<'m> {
                 .note("a `def` is inlined at each call, so it cannot call itself, directly or through another `def`");
             return Err(self.error(d));
         }
-        let mut locals = HashMap::new();
-        let mut failed = false;
-        for (p, a) in def.params.iter().zip(args) {
-            match self.expr(&a.value) {
-                Ok(v) => {
-                    locals.insert(p.name.clone(), v);
-                }
-                Err(Fail) => failed = true,
-            }
-        }
-        if failed {
-            return Err(Fail);
-        }
-        self.frames.push(Frame { def: name.to_string(), call: span, locals });
-        let out = self.expr(def.body);
-        self.frames.pop();
-        out
+        Ok(())
     }
 
     /// A `def`'s parameter list: no built-in name, no repeated parameter.

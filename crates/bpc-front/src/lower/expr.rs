@@ -27,10 +27,7 @@ impl<'m> Lowerer<'m> {
     /// Lowers `e`, counting depth through inlined `def` bodies.
     pub(crate) fn expr(&mut self, e: &'m Expr) -> R<Val> {
         if self.depth >= MAX_INLINE_DEPTH {
-            let d = Diagnostic::error("expression is nested too deeply")
-                .at(e.span, format!("with `def`s inlined, this goes deeper than {MAX_INLINE_DEPTH} levels"))
-                .note("split it into several lines with intermediate names");
-            return Err(self.error(d));
+            return Err(self.too_deep(e.span));
         }
         self.depth += 1;
         let out = self.expr_inner(e);
@@ -67,12 +64,31 @@ impl<'m> Lowerer<'m> {
             }
             ExprKind::Call { func, args } => self.call(func, args, e.span),
             ExprKind::Index { base, indices } => self.index(base, indices, e.span),
-            ExprKind::TooDeep => {
-                let d = Diagnostic::error("expression is nested too deeply")
-                    .at(e.span, format!("this goes deeper than {MAX_DEPTH} levels"));
-                Err(self.error(d))
-            }
+            ExprKind::TooDeep => Err(self.too_deep_tree(e.span)),
         }
+    }
+
+    /// Only for a tree not built by the parser (which reports these itself).
+    #[cold]
+    #[inline(never)]
+    fn too_deep_tree(&mut self, span: Span) -> Fail {
+        let d = Diagnostic::error("expression is nested too deeply")
+            .at(span, format!("this goes deeper than {MAX_DEPTH} levels"));
+        self.error(d)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_deep(&mut self, span: Span) -> Fail {
+        if self.too_deep {
+            // Reported once; the other operands on the way out would say it again.
+            return Fail;
+        }
+        self.too_deep = true;
+        let d = Diagnostic::error("expression is nested too deeply")
+            .at(span, format!("with `def`s inlined, this goes deeper than {MAX_INLINE_DEPTH} levels"))
+            .note("split it into several lines with intermediate names");
+        self.error(d)
     }
 
     pub(crate) fn operand(&mut self, e: &'m Expr) -> R<Opd> {
@@ -88,6 +104,7 @@ impl<'m> Lowerer<'m> {
     }
 
     /// Errors unless `o` is a float (a class label is only for `cross_entropy`).
+    #[inline(never)]
     pub(crate) fn check_float(&mut self, o: Opd) -> R<()> {
         let Val::Class { value, .. } = o.val else { return Ok(()) };
         let name = match self.func.inst(value) {
@@ -119,6 +136,7 @@ impl<'m> Lowerer<'m> {
     }
 
     /// The operands as IR values of one broadcast shape; `what` names the op in errors.
+    #[inline(never)]
     pub(crate) fn broadcast_all(&mut self, ops: &[Opd], what: &str, span: Span) -> R<(Vec<Value>, Shape)> {
         let mut to = Shape::scalar();
         for o in ops {
@@ -147,6 +165,7 @@ impl<'m> Lowerer<'m> {
         Ok((vals, to))
     }
 
+    #[inline(never)]
     pub(crate) fn unary(&mut self, op: UnaryOp, a: Opd, span: Span) -> R<Val> {
         self.check_float(a)?;
         match a.val {
@@ -156,9 +175,11 @@ impl<'m> Lowerer<'m> {
         }
     }
 
+    #[inline(never)]
     pub(crate) fn binary(&mut self, op: BinaryOp, a: Opd, b: Opd, span: Span) -> R<Val> {
         let (ca, cb) = (self.check_float(a), self.check_float(b));
-        (ca?, cb?);
+        ca?;
+        cb?;
         if let (Val::Const(x), Val::Const(y)) = (a.val, b.val) {
             return Ok(Val::Const(op.eval(x, y)));
         }
@@ -171,8 +192,18 @@ impl<'m> Lowerer<'m> {
     }
 
     /// `v[i]`, `W[i, j]`, `W[i]`: constant, non-negative, in range.
+    #[inline(never)]
     fn index(&mut self, base: &'m Expr, indices: &'m [Expr], span: Span) -> R<Val> {
         let b = self.operand(base)?;
+        let mut at = Vec::with_capacity(indices.len());
+        for ix in indices {
+            at.push((self.const_int(ix, "an index")?, ix.span));
+        }
+        self.apply_index(b, &at, span)
+    }
+
+    #[inline(never)]
+    fn apply_index(&mut self, b: Opd, indices: &[(i64, Span)], span: Span) -> R<Val> {
         self.check_float(b)?;
         let shape = self.shape_of(b.val);
         if indices.len() > shape.dims.len() {
@@ -186,8 +217,7 @@ impl<'m> Lowerer<'m> {
             return Err(self.error(d));
         }
         let mut at = Vec::with_capacity(indices.len());
-        for (ix, &n) in indices.iter().zip(&shape.dims) {
-            let i = self.const_int(ix, "an index")?;
+        for (&(i, ix_span), &n) in indices.iter().zip(&shape.dims) {
             if i < 0 || i as u64 >= n as u64 {
                 let why = if i < 0 {
                     "indices count from 0 and may not be negative".to_string()
@@ -195,7 +225,7 @@ impl<'m> Lowerer<'m> {
                     format!("the axis has {n} elements (0 to {})", n - 1)
                 };
                 let d = Diagnostic::error(format!("index {i} is out of range"))
-                    .at(ix.span, why)
+                    .at(ix_span, why)
                     .also(b.span, format!("this has shape {}", show(&shape)));
                 return Err(self.error(d));
             }

@@ -22,9 +22,11 @@ use super::expr::show;
 use super::{Lowerer, Opd, R, Val};
 
 impl Lowerer<'_> {
+    #[inline(never)]
     pub(crate) fn matmul(&mut self, a: Opd, b: Opd, span: Span) -> R<Val> {
         let (ca, cb) = (self.check_float(a), self.check_float(b));
-        (ca?, cb?);
+        ca?;
+        cb?;
         let (sa, sb) = (self.shape_of(a.val), self.shape_of(b.val));
         for (o, s, side) in [(a, &sa, "left"), (b, &sb, "right")] {
             if s.dims.is_empty() {

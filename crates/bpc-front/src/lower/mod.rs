@@ -22,13 +22,19 @@ use crate::ast::{Expr, Ident, InitExpr, Module, ShapeExpr, Stmt, StmtKind};
 
 /// How deep expression lowering may recurse, counting through inlined `def` bodies; deeper
 /// is an error (a chain of `def`s calling each other can nest without limit otherwise).
-pub const MAX_INLINE_DEPTH: u32 = 1000;
+/// A level takes about 1 KiB of stack in a release build, so the limit fits in a thread
+/// with a 1 MiB stack (`tests/robust.rs` checks that).
+pub const MAX_INLINE_DEPTH: u32 = 500;
 
 /// The most axes a declared tensor may have (per example).
 const MAX_RANK: usize = 4;
 
 /// The most elements one tensor may have per example (2^31, 8 GiB of float32).
 const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The most IR values a program may lower to (`def`s calling each other twice per body
+/// grow exponentially when inlined).
+pub(crate) const MAX_VALUES: usize = 100_000;
 
 /// A failure whose diagnostic has been recorded already.
 #[derive(Debug)]
@@ -68,6 +74,8 @@ struct Def<'m> {
     name: &'m Ident,
     params: &'m [Ident],
     body: &'m Expr,
+    /// Its signature was rejected: calls fail without a second message.
+    bad: bool,
 }
 
 /// One inlined call: the def's name, the call's span, and its parameters' values.
@@ -87,6 +95,8 @@ pub(crate) struct Lowerer<'m> {
     defs: HashMap<String, Def<'m>>,
     frames: Vec<Frame>,
     depth: u32,
+    /// The inlining depth limit was hit (and reported).
+    too_deep: bool,
     /// The logits of the first `cross_entropy`.
     logits: Option<Value>,
 }
@@ -102,6 +112,7 @@ pub(crate) fn lower_module(module: &Module) -> Result<Function, Vec<Diagnostic>>
         defs: HashMap::new(),
         frames: Vec::new(),
         depth: 0,
+        too_deep: false,
         logits: None,
     };
     let skip = lw.collect(module);
@@ -152,8 +163,16 @@ fn dedup(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
 impl<'m> Lowerer<'m> {
     /// Records `d`, with a label at each enclosing `def` call, and returns the failure.
     pub(crate) fn error(&mut self, mut d: Diagnostic) -> Fail {
-        for f in self.frames.iter().rev() {
+        const SHOWN: usize = 3;
+        for f in self.frames.iter().rev().take(SHOWN) {
             d = d.also(f.call, format!("in this call of `{}`", f.def));
+        }
+        if self.frames.len() > SHOWN {
+            let outer = &self.frames[0];
+            d = d.also(outer.call, format!("in this call of `{}`", outer.def));
+            if self.frames.len() > SHOWN + 1 {
+                d = d.note(format!("{} more calls of `def`s lie between these", self.frames.len() - SHOWN - 1));
+            }
         }
         self.diags.push(d);
         Fail
@@ -209,10 +228,9 @@ impl<'m> Lowerer<'m> {
             }
             self.defined_at.insert(name.name.clone(), name.span);
             if let StmtKind::Def { name, params, body } = &stmt.kind {
-                skip[i] = !self.check_def_signature(name, params);
-                if !skip[i] {
-                    self.defs.insert(name.name.clone(), Def { name, params, body });
-                }
+                let bad = !self.check_def_signature(name, params);
+                self.defs.insert(name.name.clone(), Def { name, params, body, bad });
+                skip[i] = bad;
             }
         }
         if loss.is_none() {
@@ -345,8 +363,12 @@ impl<'m> Lowerer<'m> {
         if n.is_some_and(|n| n <= MAX_ELEMENTS) {
             return Ok(());
         }
+        let count = match n {
+            Some(n) => n.to_string(),
+            None => "more than 2^64".to_string(),
+        };
         let d = Diagnostic::error("tensor too large")
-            .at(span, format!("this has {} per example", expr::show_dims(dims)))
+            .at(span, format!("a tensor of shape {} has {count} elements", expr::show_dims(dims)))
             .note(format!("a tensor may hold at most {MAX_ELEMENTS} elements per example"));
         Err(self.error(d))
     }

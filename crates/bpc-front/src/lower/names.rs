@@ -9,11 +9,10 @@ use super::{Fail, Global, Lowerer, R, Val};
 
 impl Lowerer<'_> {
     /// The value of `name` at this point of the program.
+    #[inline(never)]
     pub(crate) fn lookup(&mut self, name: &str, span: Span) -> R<Val> {
-        if let Some(frame) = self.frames.last() {
-            if let Some(&v) = frame.locals.get(name) {
-                return Ok(v);
-            }
+        if let Some(&v) = self.frames.last().and_then(|f| f.locals.get(name)) {
+            return Ok(v);
         }
         match self.globals.get(name) {
             Some(&Global::Value(v)) => return Ok(v),
@@ -67,9 +66,11 @@ impl Lowerer<'_> {
 }
 
 /// The candidate closest to `name` by edit distance, if close enough to be a likely typo
-/// (at most a third of the name's length, at least one edit), or equal ignoring case.
+/// (at most a third of the name's length, at least one edit, and fewer edits than the
+/// name has characters), or equal ignoring case.
 pub(crate) fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let len = name.chars().count();
+    let limit = (len / 3).max(1).min(len.saturating_sub(1));
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = if c.eq_ignore_ascii_case(name) { 0 } else { distance(name, c) };
@@ -106,5 +107,7 @@ mod tests {
         assert_eq!(suggest("W3", ["W1", "W2", "b1"].into_iter()), Some("W1"));
         assert_eq!(suggest("sigmod", ["sigmoid", "softmax"].into_iter()), Some("sigmoid"));
         assert_eq!(suggest("zzz", ["sigmoid"].into_iter()), None);
+        assert_eq!(suggest("y", ["w"].into_iter()), None);
+        assert_eq!(suggest("X", ["x"].into_iter()), Some("x"));
     }
 }
