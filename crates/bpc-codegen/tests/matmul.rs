@@ -1,0 +1,114 @@
+//! Matrix products through the gemm shim: every `ta`/`tb` combination, the minibatch axis as
+//! a row and as the contracted axis, transposed and indexed views as operands.
+
+mod common;
+
+use bpc_codegen::{Options, compile_with};
+use bpc_ir::{BinaryOp, Inst, Shape};
+use common::*;
+
+/// The tolerance for f32 dot products of length `k` against the f64 oracle: the gemm crate
+/// sums in plain f32 (one accumulator per output), so the error of a cancelling dot product
+/// grows like `ε·√k·|partial sums|`; the spec's 1e-5 holds up to k ≈ 100 at unit scale.
+fn dot_tol(k: usize) -> f64 {
+    F32_TOL * (k as f64 / 100.0).sqrt().max(1.0)
+}
+
+/// `op(A)·op(B)` with `A` shared `[m,k]` (or `[k,m]` if `ta`) and `B` shared too.
+#[test]
+fn all_four_flag_combinations_on_shared_operands() {
+    for (m, k, n) in [(1, 1, 1), (3, 5, 4), (17, 33, 9), (64, 31, 65)] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let mut b = B::new("mm");
+                let a = b.param("a", &if ta { [k, m] } else { [m, k] });
+                let w = b.param("w", &if tb { [n, k] } else { [k, n] });
+                let y = b.ins(Inst::MatMul { lhs: a, rhs: w, ta, tb });
+                b.result("y", y);
+                check(&b.f, 1, (m * k * n) as u64, dot_tol(k));
+            }
+        }
+    }
+}
+
+/// The minibatch axis as rows (`X W^T`), as the contracted axis (`dY^T X`, the weight
+/// gradient: B×256 by B×784 gives 256×784) and both operands batched.
+#[test]
+fn batch_axis_as_rows_and_as_the_contraction() {
+    for batch in BATCHES {
+        let mut b = B::new("layer");
+        let x = b.input("x", &[784]);
+        let w = b.param("w", &[256, 784]);
+        let dy = b.input("dy", &[256]);
+        let y = b.ins(Inst::MatMul { lhs: x, rhs: w, ta: false, tb: true });
+        let dw = b.ins(Inst::MatMul { lhs: dy, rhs: x, ta: true, tb: false });
+        let dx = b.ins(Inst::MatMul { lhs: dy, rhs: w, ta: false, tb: false });
+        b.result("y", y);
+        b.result("dw", dw);
+        b.result("dx", dx);
+        check_with(&b.f, batch, batch as u64, dot_tol(784), &uniform(-1.0, 1.0));
+    }
+}
+
+/// A batched left operand with each flag that admits one (`ta` with `tb` would need the
+/// batch axis second in the right operand): rows, contraction, transposed weights.
+#[test]
+fn batched_operands_with_each_flag() {
+    for batch in BATCHES {
+        for (ta, tb) in [(false, false), (false, true), (true, false)] {
+            let mut b = B::new("bb");
+            let u = b.input("u", &[5]);
+            let rhs = match (ta, tb) {
+                (true, _) => b.input("v", &[3]),
+                (false, true) => b.param("w", &[3, 5]),
+                (false, false) => b.param("w", &[5, 3]),
+            };
+            let y = b.ins(Inst::MatMul { lhs: u, rhs, ta, tb });
+            b.result("y", y);
+            check(&b.f, batch, 3, F32_TOL);
+        }
+    }
+}
+
+/// Operands that are views: a transpose (strides swapped, no copy), a broadcast (copied
+/// first), an indexed row block, and a product feeding elementwise code.
+#[test]
+fn view_operands() {
+    let mut b = B::new("views");
+    let x = b.input("x", &[6]);
+    let w = b.param("w", &[4, 6]);
+    let wt = b.ins(Inst::Transpose { arg: w });
+    let y = b.ins(Inst::MatMul { lhs: x, rhs: wt, ta: false, tb: false });
+    let v = b.param("v", &[6]);
+    let vb = b.bcast(v, Shape::shared([3, 6]));
+    let z = b.ins(Inst::MatMul { lhs: vb, rhs: w, ta: false, tb: true });
+    let w3 = b.param("w3", &[2, 4, 6]);
+    let slab = b.ins(Inst::Index { arg: w3, at: vec![1] });
+    let s = b.ins(Inst::MatMul { lhs: x, rhs: slab, ta: false, tb: true });
+    let t = b.bin(BinaryOp::Add, y, s);
+    b.result("y", y);
+    b.result("z", z);
+    b.result("t", t);
+    for batch in BATCHES {
+        check(&b.f, batch, 4, F32_TOL);
+    }
+}
+
+/// Above the threshold a product runs on several threads; the result must not change.
+#[test]
+fn threaded_products_match() {
+    let mut b = B::new("big");
+    let x = b.input("x", &[300]);
+    let w = b.param("w", &[200, 300]);
+    let y = b.ins(Inst::MatMul { lhs: x, rhs: w, ta: false, tb: true });
+    b.result("y", y);
+    let args = random_args(&b.f, 64, 1, &uniform(-1.0, 1.0));
+    let want = run_interp(&b.f, 64, &args);
+    for threads in [1, 2] {
+        let opts = Options { threads, gemm_parallel_min: 1, ..Options::default() };
+        let c = compile_with(&b.f, 64, &opts).unwrap();
+        assert_eq!(c.stats().gemm_calls, 1);
+        let got = run_jit(&c, &b.f, &args);
+        assert_close(&format!("threads {threads}"), &got[0], &want[0], F32_TOL);
+    }
+}
