@@ -122,7 +122,9 @@ pub type Spanned = (usize, Tok, usize);
 /// The stream ends with a zero-width `Newline` at the end of the text unless the text is
 /// empty (or only comments), so every statement is terminated.
 pub fn lex(text: &str) -> Result<Vec<Spanned>, Diagnostic> {
-    let mut lx = Lexer { text, bytes: text.as_bytes(), pos: 0, open: Vec::new(), out: Vec::new() };
+    // A byte-order mark (as some editors write) is not part of the program.
+    let pos = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let mut lx = Lexer { text, bytes: text.as_bytes(), pos, open: Vec::new(), out: Vec::new() };
     lx.run()?;
     Ok(lx.out)
 }
@@ -333,5 +335,6 @@ mod tests {
         assert_eq!(lex(")").unwrap_err().message, "unmatched `)`");
         assert_eq!(lex("f(x").unwrap_err().message, "unclosed `(`");
         assert!(toks("").is_empty());
+        assert_eq!(toks("\u{feff}x\r\n").len(), 2);
     }
 }

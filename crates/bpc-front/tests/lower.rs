@@ -363,3 +363,42 @@ fn spans_point_at_the_source() {
     assert_eq!(&text[f.span(y).range()], "exp(x) + 1");
     assert!(f.values().all(|v| !f.span(v).is_none()), "every value has a span");
 }
+
+#[test]
+fn a_class_label_passes_through_a_def() {
+    let f = build("input x[3]\nlabel y : class(3)\ndef ce(z, t) = cross_entropy(z, t)\nloss ce(x, y)\n");
+    let v = run(&f, 2, &[("x", &[0.0, 0.0, 0.0, 1.0, 2.0, 3.0]), ("y", &[0.0, 2.0])]);
+    let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+    close(&named(&f, &v, "loss").data, &[(3f64.ln() + lse - 3.0) / 2.0], 1e-12);
+    assert_eq!(f.ty(f.result("logits").unwrap().value).to_string(), "f32[B,3]");
+}
+
+#[test]
+fn shared_logits_are_broadcast_over_the_batch() {
+    let f = build("label y : class(2)\nparam b[2]\nloss cross_entropy(b, y)\n");
+    let v = run(&f, 2, &[("b", &[0.0, 0.0]), ("y", &[0.0, 1.0])]);
+    close(&named(&f, &v, "loss").data, &[2f64.ln()], 1e-12);
+}
+
+#[test]
+fn the_function_is_named_by_the_model_line_or_the_file() {
+    let src = Source::new("dir/my_model.bp", "input x\nloss x\n");
+    assert_eq!(compile(&src).unwrap().name, "my_model");
+    let src = Source::new("dir/my_model.bp", "model other\ninput x\nloss x\n");
+    assert_eq!(compile(&src).unwrap().name, "other");
+}
+
+#[test]
+fn the_ast_text_parses_back_to_itself() {
+    for name in ["add_mul", "sigmoid_neuron", "squared_error", "logistic", "digits", "mnist"] {
+        let local = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
+        let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/examples/");
+        let path = [local, shared].iter().map(|d| format!("{d}{name}.bp")).find(|p| std::path::Path::new(p).exists());
+        let text = std::fs::read_to_string(path.unwrap()).unwrap();
+        let printed = bpc_front::parse(&Source::new("a.bp", text)).unwrap().to_string();
+        let again = bpc_front::parse(&Source::new("b.bp", printed.clone())).unwrap().to_string();
+        assert_eq!(printed, again);
+    }
+    let m = bpc_front::parse(&Source::new("a.bp", "model m\nloss -x^2 * (a + b) @ W[0]\n")).unwrap();
+    assert_eq!(m.to_string(), "model m\nloss (((-(x ^ 2)) * (a + b)) @ W[0])\n");
+}

@@ -192,13 +192,13 @@ impl<'m> Lowerer<'m> {
             (Builtin::Where, &[c, a, b]) => self.select(c, a, b, span),
             (Builtin::Transpose, &[x]) => self.transpose(x, span),
             (Builtin::Mse, &[p, t]) => {
-                let d = Opd { val: self.binary(BinaryOp::Sub, p, t, span)?, span };
+                let d = Opd { val: self.binary_in(BinaryOp::Sub, p, t, span, "mse")?, span };
                 let sq = Opd { val: self.binary(BinaryOp::Mul, d, d, span)?, span };
                 self.reduce(ReduceOp::Mean, sq, None, span)
             }
             (Builtin::BceWithLogits, &[z, y]) => {
                 let sp = Opd { val: self.unary(UnaryOp::Softplus, z, span)?, span };
-                let zy = Opd { val: self.binary(BinaryOp::Mul, z, y, span)?, span };
+                let zy = Opd { val: self.binary_in(BinaryOp::Mul, z, y, span, "bce_with_logits")?, span };
                 let e = Opd { val: self.binary(BinaryOp::Sub, sp, zy, span)?, span };
                 self.reduce(ReduceOp::Mean, e, None, span)
             }

@@ -175,19 +175,24 @@ impl<'m> Lowerer<'m> {
         }
     }
 
-    #[inline(never)]
     pub(crate) fn binary(&mut self, op: BinaryOp, a: Opd, b: Opd, span: Span) -> R<Val> {
+        let what = match op {
+            BinaryOp::Max | BinaryOp::Min => op.name(),
+            _ => binary_symbol(op),
+        };
+        self.binary_in(op, a, b, span, what)
+    }
+
+    /// An elementwise binary op; `what` names it in errors (the composite it is part of).
+    #[inline(never)]
+    pub(crate) fn binary_in(&mut self, op: BinaryOp, a: Opd, b: Opd, span: Span, what: &str) -> R<Val> {
         let (ca, cb) = (self.check_float(a), self.check_float(b));
         ca?;
         cb?;
         if let (Val::Const(x), Val::Const(y)) = (a.val, b.val) {
             return Ok(Val::Const(op.eval(x, y)));
         }
-        let what = match op {
-            BinaryOp::Max | BinaryOp::Min => format!("`{}`", op.name()),
-            _ => format!("`{}`", binary_symbol(op)),
-        };
-        let (v, _) = self.broadcast_all(&[a, b], &what, span)?;
+        let (v, _) = self.broadcast_all(&[a, b], &format!("`{what}`"), span)?;
         Ok(Val::Tensor(self.ins(Inst::Binary { op, lhs: v[0], rhs: v[1] }, span)))
     }
 
