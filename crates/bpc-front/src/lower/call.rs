@@ -67,29 +67,10 @@ const TABLE: &[(&str, Builtin, &[usize], bool, &str)] = &[
 ];
 
 impl Builtin {
-    pub(crate) const NAMES: &'static [&'static str] = &[
-        "exp",
-        "log",
-        "sqrt",
-        "abs",
-        "sigmoid",
-        "tanh",
-        "relu",
-        "softplus",
-        "log_sigmoid",
-        "max",
-        "min",
-        "where",
-        "transpose",
-        "sum",
-        "mean",
-        "softmax",
-        "log_softmax",
-        "logsumexp",
-        "cross_entropy",
-        "mse",
-        "bce_with_logits",
-    ];
+    /// The built-in function names, in table order.
+    pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+        TABLE.iter().map(|row| row.0)
+    }
 
     pub(crate) fn from_name(name: &str) -> Option<Builtin> {
         TABLE.iter().find(|row| row.0 == name).map(|row| row.1)
@@ -408,11 +389,11 @@ impl<'m> Lowerer<'m> {
                     && !self.defined_at.contains_key(n)
                     && !self.defs.contains_key(n)
                 {
-                    let d = self.unknown_name(n, body.span);
-                    let known: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-                    let d = match suggest(n, known.into_iter()) {
-                        Some(s) => Diagnostic { labels: vec![], ..d }.at(body.span, format!("did you mean `{s}`?")),
-                        None => d,
+                    // A close parameter name is the likelier typo; else a close global.
+                    let d = match suggest(n, params.iter().map(|p| p.name.as_str())) {
+                        Some(s) => Diagnostic::error(format!("unknown name `{n}`"))
+                            .at(body.span, format!("did you mean `{s}`?")),
+                        None => self.unknown_name(n, body.span),
                     };
                     self.error(d);
                 }

@@ -268,9 +268,9 @@ impl<'m> Lowerer<'m> {
         // Errors are recorded; a failed name is poisoned.
         let (name, result) = match &stmt.kind {
             StmtKind::Model(_) | StmtKind::Loss(_) | StmtKind::Output(_) => return,
-            StmtKind::Def { name, params, body } => {
+            StmtKind::Def { params, body, .. } => {
+                // Hoisted by `collect`; here only its names are checked.
                 self.check_def_body(params, body);
-                let _ = name;
                 return;
             }
             StmtKind::Input { name, shape } => (name, self.declare(name, shape, ArgKind::Input, true)),

@@ -55,13 +55,14 @@ impl Lowerer<'_> {
                 .at(span, format!("`{name}` is a value"))
                 .note("multiplication is written `*`, and the matrix product `@`");
         }
-        let candidates = Builtin::NAMES.iter().copied().chain(self.defs.keys().map(String::as_str));
+        let mut candidates: Vec<&str> = Builtin::names().collect();
+        candidates.extend(self.defs.keys().map(String::as_str));
         let d = Diagnostic::error(format!("unknown function `{name}`"));
-        let d = match suggest(name, candidates) {
+        let d = match suggest(name, candidates.into_iter()) {
             Some(s) => d.at(span, format!("did you mean `{s}`?")),
             None => d.at(span, "neither a built-in function nor a `def`"),
         };
-        d.note(format!("the built-in functions are {}", Builtin::NAMES.join(", ")))
+        d.note(format!("the built-in functions are {}", Builtin::names().collect::<Vec<_>>().join(", ")))
     }
 }
 
