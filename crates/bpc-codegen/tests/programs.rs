@@ -1,0 +1,83 @@
+//! Whole programs from the conformance examples, through the frontend, the adjoint and the
+//! optimizer: value-and-grad and train steps, JIT against the interpreter, and the
+//! lecture's numbers.
+
+mod common;
+
+use bpc_autodiff::{Optimizer, train_step, value_and_grad};
+use bpc_codegen::{Arg, compile};
+use bpc_front::Source;
+use bpc_ir::{ArgKind, Function};
+use bpc_opt::{OptLevel, optimize};
+use common::*;
+
+const EXAMPLES: [(&str, &str); 8] = [
+    ("add_mul", include_str!("../../../examples/add_mul.bp")),
+    ("sigmoid_neuron", include_str!("../../../examples/sigmoid_neuron.bp")),
+    ("squared_error", include_str!("../../../examples/squared_error.bp")),
+    ("logistic", include_str!("../../../examples/logistic.bp")),
+    ("max_gate", include_str!("../../../examples/max_gate.bp")),
+    ("iris", include_str!("../../../examples/iris.bp")),
+    ("digits", include_str!("../../../examples/digits.bp")),
+    ("mnist", include_str!("../../../examples/mnist.bp")),
+];
+
+fn model(name: &str, text: &str) -> Function {
+    bpc_front::compile(&Source::new(format!("{name}.bp"), text)).unwrap_or_else(|d| panic!("{name}: {d:?}"))
+}
+
+/// Every float argument: what `bpc eval` differentiates with respect to.
+fn float_args(f: &Function) -> Vec<String> {
+    f.args.iter().filter(|a| !matches!(a.kind, ArgKind::Label { classes: Some(_) })).map(|a| a.name.clone()).collect()
+}
+
+/// Unit-scale values keep the MLPs' logits moderate, as trained weights do.
+fn sample(name: &str) -> impl Fn(&mut rand::rngs::StdRng) -> f32 {
+    if name == "mnist" { uniform(-0.1, 0.1) } else { uniform(-1.0, 1.0) }
+}
+
+#[test]
+fn value_and_grad_of_every_example() {
+    for (name, text) in EXAMPLES {
+        let f = model(name, text);
+        let wrt = float_args(&f);
+        let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
+        let vg = value_and_grad(&f, &wrt).unwrap();
+        for batch in [1, 7] {
+            check_with(&vg, batch, 1, F32_TOL, &sample(name));
+            check_with(&optimize(&vg, OptLevel::O2), batch, 2, F32_TOL, &sample(name));
+        }
+    }
+}
+
+#[test]
+fn train_step_of_every_example() {
+    for (name, text) in EXAMPLES {
+        let f = model(name, text);
+        if f.params().next().is_none() {
+            continue;
+        }
+        let step = train_step(&f, Optimizer::Sgd).unwrap();
+        for batch in [1, 7, 128] {
+            check_with(&step, batch, 3, F32_TOL, &sample(name));
+            check_with(&optimize(&step, OptLevel::O2), batch, 4, F32_TOL, &sample(name));
+        }
+    }
+}
+
+/// The lecture's sigmoid neuron at w0=2, x0=-1, w1=-3, x1=-2, w2=-3.
+#[test]
+fn the_lecture_numbers() {
+    let f = model("sigmoid_neuron", EXAMPLES[1].1);
+    let vg = value_and_grad(&f, &["w0", "x0", "w1", "x1", "w2"]).unwrap();
+    let c = compile(&vg, 1).unwrap();
+    let vals = [2.0f32, -1.0, -3.0, -2.0, -3.0];
+    let mut args: Vec<Arg> = vals.iter().map(std::slice::from_ref).map(Arg::F32).collect();
+    let mut out = [[0.0f32]; 6];
+    let mut res: Vec<&mut [f32]> = out.iter_mut().map(|o| o.as_mut_slice()).collect();
+    c.run(&mut c.workspace(), &mut args, &mut res).unwrap();
+    let want = [0.731_058_6, -0.196_611_9, 0.393_223_9, -0.393_223_9, -0.589_835_8, 0.196_611_9];
+    for (got, want) in out.iter().zip(want) {
+        assert!((got[0] - want).abs() < 1e-6, "{out:?}");
+    }
+}
