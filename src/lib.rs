@@ -126,6 +126,36 @@ impl Model {
     }
 }
 
+/// Floating-point operations of one call of `func` at minibatch size `batch`, counted the
+/// usual way: `2·m·n·k` per matrix product, one per element of an elementwise result or a
+/// reduced operand, a few per element of a softmax or cross-entropy (max, subtract, exp, sum,
+/// divide). Data movement (broadcast, reshape, transpose, index, scatter, one-hot) is free.
+pub fn flops(func: &Function, batch: usize) -> u64 {
+    let n = |v: ir::Value| func.shape(v).len(batch) as u64;
+    func.values()
+        .map(|v| match func.inst(v) {
+            Inst::MatMul { lhs, ta, .. } => {
+                let sizes = func.shape(*lhs).sizes(batch);
+                let k = if *ta { sizes[0] } else { sizes[1] } as u64;
+                2 * n(v) * k
+            }
+            Inst::Unary { .. } | Inst::Binary { .. } | Inst::Select { .. } => n(v),
+            Inst::Reduce { arg, .. } => n(*arg),
+            Inst::Softmax { arg, .. } => 5 * n(*arg),
+            Inst::CrossEntropy { logits, .. } => 4 * n(*logits),
+            Inst::Arg(_)
+            | Inst::Const(_)
+            | Inst::BatchSize
+            | Inst::Broadcast { .. }
+            | Inst::Reshape { .. }
+            | Inst::Transpose { .. }
+            | Inst::OneHot { .. }
+            | Inst::Index { .. }
+            | Inst::Scatter { .. } => 0,
+        })
+        .sum()
+}
+
 /// Per value: whether it depends (transitively) on any argument; constants do not.
 pub fn depends_on_args(f: &Function) -> Vec<bool> {
     let mut live = vec![false; f.len()];
@@ -148,6 +178,14 @@ mod tests {
         let src = "input x[2]\nlabel y : class(2)\nparam W[2, 2] = 0\nconst c = 3\nk = c * 2\nh = W @ x\nloss cross_entropy(h, y)\n";
         let m = Model::from_source("m.bp", src).unwrap();
         assert_eq!(m.grad_names(), vec!["x", "W", "h"]);
+    }
+
+    #[test]
+    fn flops_count_products_and_elementwise_work() {
+        let src = "input x[4]\nparam W[3, 4] = 0\nloss sum(tanh(W @ x))\n";
+        let m = Model::from_source("m.bp", src).unwrap();
+        // Per example: matmul 2·3·4 = 24, tanh 3, sum 3; then the batch mean reads 8.
+        assert_eq!(flops(&m.func, 8), 8 * (24 + 3 + 3) + 8);
     }
 
     #[test]

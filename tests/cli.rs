@@ -226,6 +226,12 @@ fn emit_other_stages() {
     assert!(opt.contains("result grad.z = "), "{opt}");
     let ast = ok(&["examples/add_mul.bp", "--emit", "ast"]);
     assert!(ast.contains("loss"), "{ast}");
+    let stats = ok(&["examples/iris.bp", "--emit", "stats", "--batch", "16"]);
+    assert!(stats.starts_with("train step of iris at batch 16, -O2\n"), "{stats}");
+    // Forward W1, W2; adjoint dW1, dW2 and dh: five matrix products per step.
+    assert!(stats.contains("gemm calls       5\n"), "{stats}");
+    let clif = ok(&["examples/add_mul.bp", "--emit", "clif"]);
+    assert!(clif.contains("function u0:0(") && clif.contains("; entry"), "{clif}");
 }
 
 // ---------------------------------------------------------------- diagnostics

@@ -2,11 +2,14 @@
 
 use std::path::Path;
 
+use bpc::codegen::Options;
 use bpc::{Error, Model, OptLevel};
 
 use super::Stage;
 
-pub fn run(path: &Path, stage: Stage, level: OptLevel) -> Result<(), Error> {
+/// Prints `stage` of the model at `path`. `clif` and `stats` describe the train step (what
+/// `bpc train` calls once per minibatch) compiled for minibatches of `batch`.
+pub fn run(path: &Path, stage: Stage, level: OptLevel, batch: usize) -> Result<(), Error> {
     let model = Model::load(path)?;
     let text = match stage {
         Stage::Ast => match bpc::front::parse(&model.source) {
@@ -20,11 +23,52 @@ pub fn run(path: &Path, stage: Stage, level: OptLevel) -> Result<(), Error> {
             let vg = model.value_and_grad(&refs)?;
             if stage == Stage::Opt { bpc::opt::optimize(&vg, level).to_string() } else { vg.to_string() }
         }
-        Stage::Clif | Stage::Dot | Stage::Svg | Stage::Stats => {
+        Stage::Clif | Stage::Stats => {
+            let step = bpc::opt::optimize(&model.train_step()?, level);
+            let opts = Options { keep_clif: stage == Stage::Clif, ..Options::default() };
+            let native = bpc::codegen::compile_with(&step, batch, &opts)
+                .map_err(|e| Error(format!("{}: code generation failed: {}", model.source.path, e.0)))?;
+            if stage == Stage::Clif {
+                native.clif().iter().map(|(name, clif)| format!("; {name}\n{clif}\n")).collect()
+            } else {
+                stats(&model, &step, &native, level)
+            }
+        }
+        Stage::Dot | Stage::Svg => {
             let name = format!("{stage:?}").to_lowercase();
-            return Err(Error(format!("--emit {name} is not available yet (available: ast, ir, grad, opt)")));
+            return Err(Error(format!(
+                "--emit {name} is not available yet (available: ast, ir, grad, opt, clif, stats)"
+            )));
         }
     };
     print!("{text}");
     Ok(())
+}
+
+/// The `--emit stats` table of a compiled train step.
+fn stats(model: &Model, step: &bpc::Function, native: &bpc::Compiled, level: OptLevel) -> String {
+    let s = native.stats();
+    let batch = native.batch();
+    let io: usize = native.args().iter().chain(native.results()).map(|b| b.len * 4).sum();
+    let level = match level {
+        OptLevel::O0 => "-O0",
+        OptLevel::O1 => "-O1",
+        OptLevel::O2 => "-O2",
+    };
+    format!(
+        "train step of {} at batch {batch}, {level}\n\
+         kernels          {} ({} calls per step)\n\
+         gemm calls       {}\n\
+         workspace bytes  {}\n\
+         argument bytes   {io}\n\
+         flops per step   {}\n\
+         compile time     {:.2} ms\n",
+        model.func.name,
+        s.kernels,
+        s.kernel_calls,
+        s.gemm_calls,
+        s.workspace_bytes,
+        bpc::flops(step, batch),
+        native.compile_time().as_secs_f64() * 1e3
+    )
 }

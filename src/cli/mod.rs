@@ -29,6 +29,9 @@ pub struct Cli {
     /// Print a compiler stage.
     #[arg(long, value_enum, value_name = "STAGE")]
     emit: Option<Stage>,
+    /// Minibatch size the train step is compiled for by `--emit clif` and `--emit stats`.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
     #[command(flatten)]
     opt: Opt,
 }
@@ -44,13 +47,13 @@ pub enum Stage {
     Grad,
     /// The value-and-grad function after the optimizer.
     Opt,
-    /// Cranelift IR of every kernel.
+    /// Cranelift IR of every kernel of the train step.
     Clif,
     /// The computational graph as Graphviz.
     Dot,
     /// The graph drawn as SVG.
     Svg,
-    /// Kernel count, GEMM count, buffer bytes, flops per step.
+    /// The train step's kernel count, GEMM count, buffer bytes, flops per step.
     Stats,
 }
 
@@ -136,6 +139,9 @@ pub struct TrainArgs {
     /// Start from these params instead of the initializers.
     #[arg(long, value_name = "P.safetensors")]
     pub init: Option<PathBuf>,
+    /// Threads for large matrix products (default: all cores).
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub threads: usize,
     /// One JSON object per epoch on stdout, then a final `{"done": true, ...}`.
     #[arg(long)]
     pub json: bool,
@@ -186,7 +192,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 (false, Some(s)) => s,
                 (false, None) => return Err(Error("nothing to do: give --emit-ir, --emit STAGE or a command".into())),
             };
-            emit::run(&model, stage, cli.opt.level())
+            emit::run(&model, stage, cli.opt.level(), cli.batch as usize)
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         lr: a.lr,
         seed: a.seed,
         opt_level: a.opt.level(),
+        threads: a.threads,
         progress: !a.quiet,
     };
     if !a.quiet {

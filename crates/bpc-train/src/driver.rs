@@ -35,13 +35,15 @@ pub struct TrainConfig {
     /// Seeds the shuffling (param init has its own streams, see [`crate::init`]).
     pub seed: u64,
     pub opt_level: OptLevel,
+    /// Threads for large matrix products; 0 uses all cores.
+    pub threads: usize,
     /// Draw an `indicatif` progress bar on stderr.
     pub progress: bool,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 10, batch: 32, lr: 0.01, seed: 0, opt_level: OptLevel::O2, progress: false }
+        TrainConfig { epochs: 10, batch: 32, lr: 0.01, seed: 0, opt_level: OptLevel::O2, threads: 0, progress: false }
     }
 }
 
@@ -82,6 +84,7 @@ pub fn train(
     let full = cfg.batch.min(n);
     let mut compile = Vec::new();
     let mut step = Runner::new(step_function(func, &schema, cfg.opt_level)?, &schema, params, full)?;
+    step.set_threads(cfg.threads);
     for rows in [full, n % full] {
         if rows > 0 {
             compile.push(("train step".to_string(), rows, step.prepare(rows)?));
@@ -89,7 +92,7 @@ pub fn train(
     }
     let mut eval = match val {
         Some(v) => {
-            let mut e = Evaluator::for_metrics(func, &schema, params, cfg.opt_level)?;
+            let mut e = Evaluator::for_metrics(func, &schema, params, cfg.opt_level)?.with_threads(cfg.threads);
             compile.push(("forward".to_string(), v.len(), e.prepare(v.len())?));
             Some(e)
         }

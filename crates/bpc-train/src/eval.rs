@@ -98,6 +98,12 @@ impl Evaluator {
         Ok(Evaluator { runner, batch: Batch::new(schema, EVAL_BATCH), loss, scores })
     }
 
+    /// Lets large matrix products use `threads` threads (0: all cores).
+    pub fn with_threads(mut self, threads: usize) -> Evaluator {
+        self.runner.set_threads(threads);
+        self
+    }
+
     /// Compiles for the minibatch sizes a data set of `n` examples needs; returns the time.
     pub fn prepare(&mut self, n: usize) -> Result<std::time::Duration, RunError> {
         let mut t = std::time::Duration::ZERO;

@@ -112,6 +112,8 @@ pub struct Runner {
     results: Vec<(String, usize, bool)>,
     buffers: Vec<Vec<f32>>,
     capacity: usize,
+    /// Threads for large matrix products (0: all cores), see `bpc_codegen::Options`.
+    threads: usize,
     compiled: Vec<(usize, Compiled, Workspace)>,
     args_store: Vec<Arg<'static>>,
     results_store: Vec<&'static mut [f32]>,
@@ -170,10 +172,17 @@ impl Runner {
             results,
             buffers,
             capacity,
+            threads: 0,
             compiled: Vec::new(),
             args_store: Vec::with_capacity(nargs),
             results_store: Vec::with_capacity(nres),
         })
+    }
+
+    /// Sets the threads large matrix products may use (0: all cores); applies to sizes
+    /// compiled from now on.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads;
     }
 
     /// The function this runner calls.
@@ -187,7 +196,8 @@ impl Runner {
         if self.compiled.iter().any(|(b, _, _)| *b == rows) {
             return Ok(Duration::ZERO);
         }
-        let c = bpc_codegen::compile(&self.func, rows).map_err(|e| RunError::Compile(e.0))?;
+        let opts = bpc_codegen::Options { threads: self.threads, ..bpc_codegen::Options::default() };
+        let c = bpc_codegen::compile_with(&self.func, rows, &opts).map_err(|e| RunError::Compile(e.0))?;
         let t = c.compile_time();
         let ws = c.workspace();
         self.compiled.push((rows, c, ws));
