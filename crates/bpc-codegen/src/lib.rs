@@ -27,6 +27,7 @@
 
 mod emit;
 mod gemm;
+mod inplace;
 mod jit;
 mod kernel;
 mod labels;
@@ -94,9 +95,11 @@ impl Default for Options {
     }
 }
 
-/// Measured on the 2-core dev VM (`examples/measure.rs`): below about 2M multiply-adds a
-/// second thread costs more than it saves.
-pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 21;
+/// Measured on the shared 2-vCPU dev VM (`examples/measure.rs gemm`, load ≈ 1.8 from other
+/// builds): gemm's `Rayon(2)` ran at 0.6–1.07× of one thread for every product up to 512³,
+/// so only products of 32M multiply-adds and more (e.g. the batch-1024 MNIST layers) are
+/// split. Re-measure on a quiet machine with more cores.
+pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 25;
 
 /// What a compiled function is made of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

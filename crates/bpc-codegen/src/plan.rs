@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use bpc_ir::{ArgId, BinaryOp, DType, Function, Inst, ReduceOp, Shape, UnaryOp, Value};
 
 use crate::CodegenError;
+use crate::inplace::write_updates_in_place;
 use crate::kernel::{Acc, Expr, Fn1, Fn2, Kernel, LoopKernel, collapse};
 
 /// The buffer a pointer is relative to.
@@ -499,10 +500,16 @@ impl Planner<'_> {
                 updates.push((p, x));
             }
         }
+        let mut copies = Vec::new();
         for (p, x) in updates {
             let dst = View::contiguous(Src::Mem(Ptr { base: Base::Arg(p.index()), offset: 0 }), x.dims.clone());
+            let before = self.steps.len();
             self.push_loop(&dst, &[x], Expr::In(0), None);
+            if self.steps.len() > before {
+                copies.push((before, p.index()));
+            }
         }
+        write_updates_in_place(&mut self.steps, &self.kernels, &copies);
     }
 }
 

@@ -186,3 +186,61 @@ fn identical_kernels_are_shared() {
     assert_eq!(c.stats().kernel_calls, 10);
     check(&b.f, 3, 1, 1e-5);
 }
+
+fn update(f: &mut bpc_ir::Function, name: &str, value: bpc_ir::Value, param: usize) {
+    f.results.push(bpc_ir::Output { name: name.into(), value, update: Some(bpc_ir::ArgId(param as u32)) });
+}
+
+/// The last kernel of `w - lr·g` writes `w` directly; when something still reads `w`
+/// afterwards, or reads it transposed, or the new value is also a plain result, it must not.
+#[test]
+fn in_place_updates_only_when_legal() {
+    let build = |variant: usize| {
+        let mut b = B::new("upd");
+        let w = b.param("w", &[4, 4]);
+        let v = b.param("v", &[4, 4]);
+        let lr = b.hyper("lr");
+        let lrb = b.bcast(lr, Shape::shared([4, 4]));
+        let g = b.un(UnaryOp::Tanh, v);
+        let d = b.bin(BinaryOp::Mul, lrb, g);
+        let other = match variant {
+            // w read transposed by the kernel that computes the new w.
+            2 => b.ins(Inst::Transpose { arg: w }),
+            _ => w,
+        };
+        let w2 = b.bin(BinaryOp::Sub, other, d);
+        let v2 = b.bin(BinaryOp::Add, v, g);
+        match variant {
+            // w read after its new value was computed.
+            1 => {
+                let s = b.ins(Inst::Reduce { op: ReduceOp::Sum, arg: w, axes: vec![0, 1] });
+                b.result("s", s);
+            }
+            // The new value also returned as a plain result.
+            3 => b.result("w2", w2),
+            _ => {}
+        }
+        update(&mut b.f, "w", w2, 0);
+        update(&mut b.f, "v", v2, 1);
+        b.f
+    };
+    for variant in 0..4 {
+        let f = build(variant);
+        check(&f, 1, variant as u64, F32_TOL);
+    }
+    // Variant 0 needs no copies: tanh, mul, sub, add write their final buffers.
+    assert_eq!(compile(&build(0), 1).unwrap().stats().kernel_calls, 4);
+    assert_eq!(compile(&build(2), 1).unwrap().stats().kernel_calls, 5);
+}
+
+/// Params that swap values: each update reads the other param, which an earlier update may
+/// already have overwritten.
+#[test]
+fn swapping_params() {
+    let mut b = B::new("swap");
+    let w = b.param("w", &[3]);
+    let v = b.param("v", &[3]);
+    update(&mut b.f, "w", v, 0);
+    update(&mut b.f, "v", w, 1);
+    check(&b.f, 1, 1, 0.0);
+}
