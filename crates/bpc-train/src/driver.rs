@@ -151,7 +151,7 @@ fn progress_bar(cfg: &TrainConfig, steps: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} steps [{elapsed_precise}, {per_sec}]")
+    let style = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} steps [{elapsed_precise}, eta {eta}]")
         .expect("valid template");
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
