@@ -74,10 +74,10 @@ impl Drop for Scratch {
 // ---------------------------------------------------------------- eval: the lecture's numbers
 
 /// `eval --json` (JIT, or the interpreter with `--interp`) as parsed JSON.
-fn eval_json(model: &str, set: &str, interp: bool) -> Value {
+fn eval_json(model: &str, set: &str, engine: &str) -> Value {
     let mut args = vec!["eval", model, "--set", set, "--json"];
-    if interp {
-        args.push("--interp");
+    if !engine.is_empty() {
+        args.push(engine);
     }
     serde_json::from_str(&ok(&args)).expect("eval --json prints one JSON object")
 }
@@ -98,15 +98,16 @@ fn close(got: &Value, want: &[f64], what: &str) {
     }
 }
 
-/// Checks `values` and `grads` of one lecture example against the table, both engines.
+/// Checks `values` and `grads` of one lecture example against the table: the JIT at -O2
+/// and -O0, and the float64 interpreter.
 fn lecture(model: &str, set: &str, values: &[(&str, &[f64])], grads: &[(&str, &[f64])]) {
-    for interp in [false, true] {
-        let j = eval_json(model, set, interp);
+    for engine in ["", "-O0", "--interp"] {
+        let j = eval_json(model, set, engine);
         for (name, want) in values {
-            close(&j["values"][name], want, &format!("{model} value {name} (interp {interp})"));
+            close(&j["values"][name], want, &format!("{model} value {name} ({engine})"));
         }
         for (name, want) in grads {
-            close(&j["grads"][name], want, &format!("{model} d loss/d {name} (interp {interp})"));
+            close(&j["grads"][name], want, &format!("{model} d loss/d {name} ({engine})"));
         }
     }
 }
@@ -188,7 +189,7 @@ fn eval_errors_name_the_setting() {
 fn eval_with_params_from_initializers() {
     // iris at one example: every param comes from its initializer (seed 0); the loss of a
     // 3-class cross-entropy is positive and d loss / d b2 sums to zero (softmax - onehot).
-    let j = eval_json("examples/iris.bp", "x=[5.1,3.5,1.4,0.2],y=0", false);
+    let j = eval_json("examples/iris.bp", "x=[5.1,3.5,1.4,0.2],y=0", "");
     let loss = flat(&j["values"]["loss"])[0];
     assert!(loss > 0.0 && loss.is_finite(), "{loss}");
     let db2 = flat(&j["grads"]["b2"]);
@@ -448,4 +449,49 @@ fn train_save_then_predict() {
         serde_json::from_str(&ok(&["predict", "examples/iris.bp", "--params", &params, "--data", &nolabel, "--json"]))
             .unwrap();
     assert_eq!((j["examples"].clone(), j["accuracy"].clone()), (Value::from(30), Value::Null));
+}
+
+#[test]
+fn class_names_survive_training_and_prediction() {
+    // iris with species names instead of indices, and the label column first.
+    let s = Scratch::new("names");
+    let names = ["setosa", "versicolor", "virginica"];
+    let rename = |file: &str| -> String {
+        let text = std::fs::read_to_string(root().join("examples/data").join(file)).unwrap();
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let (x, y) = l.rsplit_once(',').unwrap();
+                let y = if i == 0 { "species" } else { names[y.parse::<usize>().unwrap()] };
+                format!("\"{y}\",{x}\r\n")
+            })
+            .collect()
+    };
+    let train = s.file("train.csv", &rename("iris_train.csv"));
+    let test = s.file("test.csv", &rename("iris_test.csv"));
+    let params = s.path("p.safetensors");
+    let (_, done) = train_json(&[
+        "examples/iris.bp",
+        "--data",
+        &train,
+        "--val",
+        &test,
+        "--label",
+        "species",
+        "--standardize",
+        "--lr",
+        "0.1",
+        "--batch",
+        "16",
+        "--epochs",
+        "60",
+        "--save",
+        &params,
+    ]);
+    assert!(done["val_accuracy"].as_f64().unwrap() >= 0.9, "{done}");
+    let out = ok(&["predict", "examples/iris.bp", "--params", &params, "--data", &test, "--label", "species"]);
+    let predicted: Vec<&str> = out.lines().skip(1).map(|l| l.rsplit_once(',').unwrap().1).collect();
+    assert_eq!(predicted.len(), 30);
+    assert!(predicted.iter().all(|p| names.contains(p)), "{predicted:?}");
+    assert!(predicted.contains(&"setosa") && predicted.contains(&"virginica"));
 }
