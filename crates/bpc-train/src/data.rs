@@ -7,13 +7,13 @@
 //! `file:line:column` (column = character position in the line, 1-based) and what was
 //! expected; loading stops at the first one, before anything is trained.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use crate::schema::{LabelKind, Schema};
+use crate::labels::LabelReader;
+use crate::schema::Schema;
 
 /// A data error: the file, the position where the input has one, and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,7 +248,7 @@ fn check_width(header: &[String], label: Option<usize>, schema: &Schema, loc: &L
 }
 
 /// At most eight names, then the count of the rest.
-fn list(names: &[String]) -> String {
+pub(crate) fn list(names: &[String]) -> String {
     let shown: Vec<&str> = names.iter().take(8).map(|s| s.as_str()).collect();
     match names.len() {
         n if n > 8 => format!("{}, … ({} more)", shown.join(", "), n - 8),
@@ -257,7 +257,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// Parses one trimmed feature field; the error describes what was found.
-fn parse_number(field: &[u8]) -> Result<f32, String> {
+pub(crate) fn parse_number(field: &[u8]) -> Result<f32, String> {
     // Fast path for small non-negative integers (pixels, counts): exact in f32.
     if !field.is_empty() && field.len() <= 7 && field.iter().all(u8::is_ascii_digit) {
         return Ok(field.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')) as f32);
@@ -280,121 +280,6 @@ fn csv_error(path: &str, e: csv::Error) -> DataError {
         other => format!("malformed CSV: {other:?}"),
     };
     DataError { path: path.to_string(), at, message }
-}
-
-/// Reads class or real labels, inferring integers vs names from the first row unless the
-/// training set's encoding is given.
-struct LabelReader {
-    kind: Option<LabelKind>,
-    column: String,
-    /// Fixed (given) or inferred encoding; `None` until the first row of an inferred one.
-    mode: Option<Mode>,
-    classes: Vec<i32>,
-    reals: Vec<f32>,
-    /// Names in first-seen order, with their first-seen index.
-    seen: HashMap<String, i32>,
-    order: Vec<String>,
-}
-
-enum Mode {
-    Integers,
-    /// Names known in advance (from the training set): sorted, fixed.
-    GivenNames(HashMap<String, i32>, Vec<String>),
-    /// Names collected from this file; sorted at the end.
-    NewNames,
-}
-
-impl LabelReader {
-    fn new(schema: &Schema, opts: &LoadOptions, column: Option<String>) -> LabelReader {
-        let mode = opts.encoding.map(|e| match e {
-            LabelEncoding::Integers => Mode::Integers,
-            LabelEncoding::Names(n) => {
-                Mode::GivenNames(n.iter().enumerate().map(|(i, s)| (s.clone(), i as i32)).collect(), n.clone())
-            }
-        });
-        LabelReader {
-            kind: column.as_ref().and(schema.label.as_ref()).map(|l| l.kind),
-            column: column.unwrap_or_default(),
-            mode,
-            classes: Vec::new(),
-            reals: Vec::new(),
-            seen: HashMap::new(),
-            order: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, field: &[u8]) -> Result<(), String> {
-        let k = match self.kind {
-            None => return Ok(()), // a label column for a model without labels: ignored
-            Some(LabelKind::Real) => {
-                let x = parse_number(field)
-                    .map_err(|found| format!("expected a number in label column `{}`, found {found}", self.column))?;
-                self.reals.push(x);
-                return Ok(());
-            }
-            Some(LabelKind::Class(k)) => k,
-        };
-        let text = String::from_utf8_lossy(field);
-        let numeric = text.parse::<f64>().ok();
-        let mode = self.mode.get_or_insert(if numeric.is_some() { Mode::Integers } else { Mode::NewNames });
-        let class = match mode {
-            Mode::Integers => match numeric {
-                Some(c) if c.fract() == 0.0 && c >= 0.0 && c < k as f64 => c as i32,
-                Some(_) => return Err(format!("class label `{text}` is out of range: expected an integer in 0..{k}")),
-                None => return Err(format!("expected an integer class label in 0..{k}, found `{text}`")),
-            },
-            Mode::GivenNames(map, names) => match map.get(text.as_ref()) {
-                Some(&c) => c,
-                None => return Err(format!("unknown class `{text}`; the training data has classes {}", list(names))),
-            },
-            Mode::NewNames => match self.seen.get(text.as_ref()) {
-                Some(&c) => c,
-                None => {
-                    if self.order.len() == k {
-                        return Err(format!(
-                            "`{text}` would be class name number {}, but the label is class({k})",
-                            k + 1
-                        ));
-                    }
-                    let c = self.order.len() as i32;
-                    self.seen.insert(text.to_string(), c);
-                    self.order.push(text.into_owned());
-                    c
-                }
-            },
-        };
-        self.classes.push(class);
-        Ok(())
-    }
-
-    fn finish(mut self) -> Labels {
-        match self.kind {
-            None => Labels::None,
-            Some(LabelKind::Real) => Labels::Real(self.reals),
-            Some(LabelKind::Class(_)) => match self.mode {
-                None | Some(Mode::Integers) => {
-                    Labels::Class { values: self.classes, encoding: LabelEncoding::Integers }
-                }
-                Some(Mode::GivenNames(_, names)) => {
-                    Labels::Class { values: self.classes, encoding: LabelEncoding::Names(names) }
-                }
-                Some(Mode::NewNames) => {
-                    // Renumber first-seen indices to sorted order.
-                    let mut sorted: Vec<usize> = (0..self.order.len()).collect();
-                    sorted.sort_by(|&a, &b| self.order[a].cmp(&self.order[b]));
-                    let mut rank = vec![0i32; sorted.len()];
-                    for (r, &i) in sorted.iter().enumerate() {
-                        rank[i] = r as i32;
-                    }
-                    for c in &mut self.classes {
-                        *c = rank[*c as usize];
-                    }
-                    let names = sorted.iter().map(|&i| std::mem::take(&mut self.order[i])).collect();
-                    Labels::Class { values: self.classes, encoding: LabelEncoding::Names(names) }
-                }
-            },
-        }
-    }
 }
 
 /// Finds character columns for errors by re-reading the offending line (errors only).
@@ -457,7 +342,7 @@ fn field_column(line: &str, field: Option<usize>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{InputSpec, LabelSpec};
+    use crate::schema::{InputSpec, LabelKind, LabelSpec};
     use crate::testutil::TempDir;
 
     fn schema(features: usize, kind: Option<LabelKind>) -> Schema {

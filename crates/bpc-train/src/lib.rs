@@ -22,6 +22,7 @@ pub mod data;
 pub mod driver;
 pub mod eval;
 pub mod init;
+mod labels;
 pub mod params;
 pub mod report;
 pub mod runner;
