@@ -16,7 +16,7 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
-use cranelift_codegen::ir::{BlockArg, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{BlockArg, InstBuilder, MemFlagsData, Type, Value};
 
 use bpc_ir::{BinaryOp, UnaryOp};
 
@@ -25,10 +25,20 @@ use crate::labels::{onehot, pick};
 use crate::math::Em;
 use crate::reduce::{columns, reduce_row};
 
-/// Flags of input loads: inputs are never written by the kernel that reads them (an in-place
-/// map writes each element only after reading it), so loads may move.
-pub(crate) fn input_flags() -> MemFlagsData {
-    MemFlagsData::new().with_notrap().with_readonly().with_can_move()
+/// Flags of input loads. Inputs are never written by the kernel that reads them (an in-place
+/// map writes each element only after reading it), so in a kernel function they are
+/// read-only and loads may move. Inlined into the entry, other kernels write them.
+pub(crate) fn input_flags(e: &Em) -> MemFlagsData {
+    let flags = MemFlagsData::new().with_notrap();
+    if e.inlined { flags } else { flags.with_readonly().with_can_move() }
+}
+
+impl Em<'_, '_> {
+    /// Loads an input operand (see [`input_flags`]).
+    pub(crate) fn load_input(&mut self, ty: Type, p: Value, off: i32) -> Value {
+        let flags = input_flags(self);
+        self.b.ins().load(ty, flags, p, off)
+    }
 }
 
 /// Flags of output loads and stores.
@@ -136,7 +146,7 @@ fn inner(e: &mut Em, k: &LoopKernel, ptrs: &[Value]) {
         .zip(&ptrs[1..])
         .map(|(&s, &p)| {
             (s == 0).then(|| {
-                let x = e.b.ins().load(F32, input_flags(), p, 0);
+                let x = e.load_input(F32, p, 0);
                 e.b.ins().splat(F32X4, x)
             })
         })
@@ -155,7 +165,7 @@ pub(crate) fn load_inputs(e: &mut Em, ptrs: &[Value], splats: &[Option<Value>], 
         .zip(&ptrs[1..])
         .map(|(s, &p)| match s {
             Some(v) => *v,
-            None => load_lanes(e, p, off, lanes, input_flags()),
+            None => load_lanes(e, p, off, lanes, input_flags(e)),
         })
         .collect()
 }
@@ -230,7 +240,7 @@ fn scalar_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], strides: &[isize], spl
             .map(|(s, &q)| match s {
                 Some(v) => *v,
                 None => {
-                    let x = e.b.ins().load(F32, input_flags(), q, 0);
+                    let x = e.load_input(F32, q, 0);
                     e.in_lane0(x)
                 }
             })

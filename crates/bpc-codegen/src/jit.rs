@@ -3,7 +3,8 @@
 //! The entry function `extern "C" fn(ptrs: *const *mut u8, ws: *mut u8)` receives one
 //! pointer per argument then per non-update result, and the workspace base. It runs the
 //! plan's steps in order: each kernel is called with its operand addresses (a base plus a
-//! constant offset), each product calls [`bpc_gemm`](crate::gemm::bpc_gemm).
+//! constant offset), each product calls [`bpc_gemm`](crate::gemm::bpc_gemm). Kernels over a
+//! few dozen elements are emitted inline instead (a call costs about as much as their loop).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,8 +78,13 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
     let mut fctx = FunctionBuilderContext::new();
     let mut clif = Vec::new();
 
+    // Kernels small enough to inline are only emitted inside the entry.
     let mut kernel_ids = Vec::with_capacity(plan.kernels.len());
     for (i, k) in plan.kernels.iter().enumerate() {
+        if k.inline() {
+            kernel_ids.push(None);
+            continue;
+        }
         let name = format!("k{i}_{}", k.kind());
         let sig = pointer_sig(&module, k.arity());
         let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
@@ -86,7 +92,7 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
         ctx.func.name = UserFuncName::user(0, id.as_u32());
         define_kernel(&mut ctx.func, &mut fctx, k, fma, module.target_config());
         finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
-        kernel_ids.push(id);
+        kernel_ids.push(Some(id));
     }
 
     let gemm_sig = pointer_sig(&module, 4);
@@ -96,40 +102,44 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
     let entry_id = module.declare_function("entry", Linkage::Local, &sig).map_err(|e| err("declare entry", e))?;
     ctx.func.signature = sig;
     ctx.func.name = UserFuncName::user(0, entry_id.as_u32());
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let block = b.create_block();
-        b.append_block_params_for_function_params(block);
-        b.switch_to_block(block);
-        let (ptrs, ws) = (b.block_params(block)[0], b.block_params(block)[1]);
-        let mut refs: HashMap<FuncId, FuncRef> = HashMap::new();
-        let mut fref = |b: &mut FunctionBuilder, id: FuncId| {
-            *refs.entry(id).or_insert_with(|| module.declare_func_in_func(id, b.func))
-        };
-        let mut gemm_no = 0;
-        for step in &plan.steps {
-            match step {
-                Step::Kernel { kernel, ptrs: operands } => {
-                    let args: Vec<Value> = operands.iter().map(|p| address(&mut b, *p, ptrs, ws, n_args)).collect();
-                    let f = fref(&mut b, kernel_ids[*kernel]);
-                    b.ins().call(f, &args);
-                }
-                Step::Gemm(g) => {
-                    let desc = b.ins().iconst(I64, &gemms[gemm_no] as *const GemmDesc as i64);
-                    gemm_no += 1;
-                    let mut args = vec![desc];
-                    for p in [g.dst, g.lhs, g.rhs] {
-                        args.push(address(&mut b, p, ptrs, ws, n_args));
+    let config = module.target_config();
+    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    let (ptrs, ws) = (b.block_params(block)[0], b.block_params(block)[1]);
+    let mut refs: HashMap<FuncId, FuncRef> = HashMap::new();
+    let mut fref = |b: &mut FunctionBuilder, id: FuncId| {
+        *refs.entry(id).or_insert_with(|| module.declare_func_in_func(id, b.func))
+    };
+    let mut gemm_no = 0;
+    for step in &plan.steps {
+        match step {
+            Step::Kernel { kernel, ptrs: operands } => {
+                let args: Vec<Value> = operands.iter().map(|p| address(&mut b, *p, ptrs, ws, n_args)).collect();
+                match kernel_ids[*kernel] {
+                    Some(id) => {
+                        let f = fref(&mut b, id);
+                        b.ins().call(f, &args);
                     }
-                    let f = fref(&mut b, gemm_id);
-                    b.ins().call(f, &args);
+                    None => emit_kernel(&mut Em { b: &mut b, fma, inlined: true }, &plan.kernels[*kernel], &args),
                 }
             }
+            Step::Gemm(g) => {
+                let desc = b.ins().iconst(I64, &gemms[gemm_no] as *const GemmDesc as i64);
+                gemm_no += 1;
+                let mut args = vec![desc];
+                for p in [g.dst, g.lhs, g.rhs] {
+                    args.push(address(&mut b, p, ptrs, ws, n_args));
+                }
+                let f = fref(&mut b, gemm_id);
+                b.ins().call(f, &args);
+            }
         }
-        b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
     }
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(config);
     finish(&mut module, &mut ctx, entry_id, "entry", keep_clif.then_some(&mut clif))?;
     module.finalize_definitions().map_err(|e| err("finalize", e))?;
     let code = module.get_finalized_function(entry_id);
@@ -162,7 +172,7 @@ fn define_kernel(
     b.append_block_params_for_function_params(block);
     b.switch_to_block(block);
     let params = b.block_params(block).to_vec();
-    let mut em = Em { b: &mut b, fma };
+    let mut em = Em { b: &mut b, fma, inlined: false };
     emit_kernel(&mut em, k, &params);
     b.ins().return_(&[]);
     b.seal_all_blocks();

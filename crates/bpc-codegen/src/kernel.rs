@@ -156,6 +156,10 @@ pub(crate) struct LoopKernel {
     pub acc: Option<Acc>,
 }
 
+/// Kernels up to this many elements are inlined: a call with its prologue costs a few ns,
+/// about what a loop of a dozen vectors does.
+pub(crate) const INLINE_MAX_ELEMENTS: usize = 64;
+
 /// One generated function. Its parameters are one pointer per operand, output first.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
@@ -191,6 +195,19 @@ impl Kernel {
             Kernel::Pick { .. } => "pick",
             Kernel::OneHot { .. } => "onehot",
         }
+    }
+
+    /// Elements the kernel touches (its loop nest's iterations; rows × classes for labels).
+    pub(crate) fn elements(&self) -> usize {
+        match self {
+            Kernel::Loop(k) => k.dims.iter().product(),
+            Kernel::Pick { rows, classes, .. } | Kernel::OneHot { rows, classes, .. } => rows * classes,
+        }
+    }
+
+    /// Small enough to emit inline in the entry function rather than call.
+    pub(crate) fn inline(&self) -> bool {
+        self.elements() <= INLINE_MAX_ELEMENTS
     }
 
     /// Number of pointer parameters.

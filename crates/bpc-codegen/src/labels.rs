@@ -9,12 +9,12 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, I32, I64};
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-use crate::emit::{advance, counted, input_flags, out_flags};
+use crate::emit::{advance, counted, out_flags};
 use crate::math::Em;
 
 /// Loads class `y[r]`, tests `0 <= y < classes`, and returns it (0 if out of range) as i64.
 fn class_at(e: &mut Em, y_ptr: Value, classes: usize) -> (Value, Value) {
-    let y = e.b.ins().load(I32, input_flags(), y_ptr, 0);
+    let y = e.load_input(I32, y_ptr, 0);
     let ok = e.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, y, classes as i64);
     let zero = e.b.ins().iconst(I32, 0);
     let y = e.b.ins().select(ok, y, zero);
@@ -30,8 +30,8 @@ pub(crate) fn pick(e: &mut Em, rows: usize, classes: usize, [z_row, z_col, y_str
         let (y, ok) = class_at(e, p[2], classes);
         let off = e.b.ins().imul_imm_s(y, z_col as i64 * 4);
         let addr = e.b.ins().iadd(p[1], off);
-        let z = e.b.ins().load(F32, input_flags(), addr, 0);
-        let m = e.b.ins().load(F32, input_flags(), p[3], 0);
+        let z = e.load_input(F32, addr, 0);
+        let m = e.load_input(F32, p[3], 0);
         let o = e.b.ins().load(F32, out_flags(), p[0], 0);
         let d = e.b.ins().fsub(m, z);
         let d = e.b.ins().fadd(d, o);

@@ -108,6 +108,8 @@ pub struct Stats {
     pub kernels: usize,
     /// Kernel calls per run.
     pub kernel_calls: usize,
+    /// Small kernels emitted inline in the entry function (not counted above).
+    pub inlined: usize,
     /// GEMM calls per run.
     pub gemm_calls: usize,
     /// Workspace arena size.
@@ -184,9 +186,12 @@ pub fn compile_with(func: &Function, batch: usize, opts: &Options) -> Result<Com
             updated: false,
         })
         .collect();
+    let inlined = |s: &plan::Step| matches!(s, plan::Step::Kernel { kernel, .. } if plan.kernels[*kernel].inline());
+    let inlined_steps = plan.steps.iter().filter(|s| inlined(s)).count();
     let stats = Stats {
-        kernels: plan.kernels.len(),
-        kernel_calls: plan.steps.len() - gemms.len(),
+        kernels: plan.kernels.iter().filter(|k| !k.inline()).count(),
+        kernel_calls: plan.steps.len() - gemms.len() - inlined_steps,
+        inlined: inlined_steps,
         gemm_calls: gemms.len(),
         workspace_bytes: plan.ws_bytes,
     };

@@ -23,6 +23,8 @@ pub(crate) struct Em<'a, 'f> {
     pub b: &'a mut FunctionBuilder<'f>,
     /// The target has a fused multiply-add (else `madd` is a multiply and an add).
     pub fma: bool,
+    /// Emitting into the entry function rather than a kernel function of its own.
+    pub inlined: bool,
 }
 
 impl Em<'_, '_> {

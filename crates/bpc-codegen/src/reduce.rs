@@ -10,7 +10,7 @@ use cranelift_codegen::ir::types::{F32, F32X4, I32X4};
 use cranelift_codegen::ir::{ConstantData, InstBuilder, MemFlagsData, Value};
 
 use crate::emit::{
-    advance, body, combine, counted, input_flags, load_inputs, load_lanes, out_flags, store_lanes, unroll, vector_steps,
+    advance, body, combine, counted, load_inputs, load_lanes, out_flags, store_lanes, unroll, vector_steps,
 };
 use crate::kernel::{Acc, LoopKernel};
 use crate::math::Em;
@@ -168,7 +168,7 @@ fn column_block(e: &mut Em, k: &LoopKernel, acc: Acc, reduced: &[usize], ptrs: &
             .zip(p)
             .map(|(s, &q)| {
                 (s[inner] == 0).then(|| {
-                    let x = e.b.ins().load(F32, input_flags(), q, 0);
+                    let x = e.load_input(F32, q, 0);
                     e.b.ins().splat(F32X4, x)
                 })
             })
