@@ -155,9 +155,13 @@ impl Em<'_, '_> {
         let x = self.sel(over, hi, x);
         let under = self.cmp(FloatCC::LessThan, x, lo);
         let x = self.sel(under, lo, x);
+        // n = round(x·log2 e) by adding 1.5·2^23: the add rounds to an integer and leaves n
+        // in the low mantissa bits (|n| < 2^22 after the clamp), cheaper than `nearest` and
+        // a saturating conversion.
         let log2e = self.c(std::f32::consts::LOG2_E);
-        let t = self.mul(x, log2e);
-        let fx = self.b.ins().nearest(t);
+        let magic = self.c(12_582_912.0);
+        let t = self.madd(x, log2e, magic);
+        let fx = self.sub(t, magic);
         let r = self.maddk(fx, -0.693359375, x);
         let r = self.maddk(fx, 2.12194440e-4, r);
         let p = self.poly(
@@ -168,7 +172,8 @@ impl Em<'_, '_> {
         let one = self.c(1.0);
         let r1 = self.add(r, one);
         let y = self.madd(p, r2, r1);
-        let n = self.b.ins().fcvt_to_sint_sat(I32X4, fx);
+        let (ti, mi) = (self.as_i(t), self.as_i(magic));
+        let n = self.b.ins().isub(ti, mi);
         let n1 = self.b.ins().sshr_imm_u(n, 1);
         let n2 = self.b.ins().isub(n, n1);
         let s1 = self.pow2i(n1);
