@@ -232,7 +232,7 @@ fn emit_other_stages() {
     // Forward W1, W2; adjoint dW1, dW2 and dh: five matrix products per step.
     assert!(stats.contains("gemm calls       5\n"), "{stats}");
     let clif = ok(&["examples/add_mul.bp", "--emit", "clif"]);
-    assert!(clif.contains("function u0:0(") && clif.contains("; entry"), "{clif}");
+    assert!(clif.contains("; entry\nfunction u0:") && clif.contains("system_v"), "{clif}");
 }
 
 // ---------------------------------------------------------------- diagnostics
@@ -494,4 +494,14 @@ fn class_names_survive_training_and_prediction() {
     assert_eq!(predicted.len(), 30);
     assert!(predicted.iter().all(|p| names.contains(p)), "{predicted:?}");
     assert!(predicted.contains(&"setosa") && predicted.contains(&"virginica"));
+}
+
+#[test]
+fn bench_reports_throughput() {
+    let out = ok(&["bench", "examples/iris.bp", "--batch", "16", "--seconds", "0", "--min-steps", "5", "--json"]);
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((j["model"].as_str(), j["batch"].as_u64(), j["steps"].as_u64()), (Some("iris"), Some(16), Some(5)));
+    let (steps, examples) = (j["steps_per_s"].as_f64().unwrap(), j["examples_per_s"].as_f64().unwrap());
+    assert!((examples - 16.0 * steps).abs() <= 1e-6 * examples, "{j}");
+    assert!(j["compile_ms"].as_f64().unwrap() > 0.0 && j["first_step_ms"].as_f64().unwrap() > 0.0, "{j}");
 }

@@ -4,6 +4,7 @@
 //! exits with status 1 (clap itself uses 2 for bad flags). Nothing is written to a file
 //! unless the command succeeded, and then atomically.
 
+mod bench;
 mod emit;
 mod eval;
 mod predict;
@@ -65,6 +66,8 @@ enum Command {
     Train(TrainArgs),
     /// Run a trained model over a data set and write its outputs as CSV.
     Predict(PredictArgs),
+    /// Time the train step on synthetic data: compile time, steps/s, examples/s.
+    Bench(BenchArgs),
 }
 
 /// `-O0|-O1|-O2`.
@@ -174,12 +177,41 @@ pub struct PredictArgs {
     pub opt: Opt,
 }
 
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    pub model: PathBuf,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// Learning rate passed to the step.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+    /// Seed of the initializers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run for at least this many seconds ...
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// ... and at least this many steps.
+    #[arg(long, default_value_t = 10)]
+    pub min_steps: u64,
+    /// Threads for large matrix products (default: all cores).
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub threads: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub opt: Opt,
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Train(a)) => train::run(&a),
         Some(Command::Predict(a)) => predict::run(&a),
+        Some(Command::Bench(a)) => bench::run(&a),
         None => {
             let Some(model) = cli.model else {
                 return Err(Error("no model given: try `bpc MODEL.bp --emit-ir` or `bpc --help`".into()));
