@@ -22,9 +22,15 @@ pub(crate) struct GemmDesc {
     pub rhs_cs: isize,
     /// 1 runs on the calling thread; more uses rayon with that many threads.
     pub threads: usize,
+    /// `dst = alpha·dst + beta·lhs·rhs` when `read_dst`, else `dst = beta·lhs·rhs` (gemm's
+    /// convention). Products are planned with `beta = 1` and no `read_dst`; fusion of scales
+    /// and accumulation (e.g. `W - lr·dYᵀX` in place) can use them.
+    pub alpha: f32,
+    pub beta: f32,
+    pub read_dst: bool,
 }
 
-/// `dst = lhs · rhs` (`dst` is overwritten, not accumulated).
+/// `dst = alpha·dst + beta·lhs·rhs` (or `beta·lhs·rhs` without `read_dst`).
 ///
 /// # Safety
 /// `desc` points to a live [`GemmDesc`] and the three pointers address buffers that hold
@@ -33,19 +39,21 @@ pub(crate) unsafe extern "C" fn bpc_gemm(desc: *const GemmDesc, dst: *mut f32, l
     // SAFETY: the entry function passes a descriptor owned by the live `Compiled`.
     let d = unsafe { &*desc };
     if d.k == 0 {
-        // An empty sum: zeros (gemm's behaviour for k = 0 is not documented).
+        // An empty sum (gemm's behaviour for k = 0 is not documented).
         for i in 0..d.m as isize {
             for j in 0..d.n as isize {
                 // SAFETY: (i, j) is inside dst by the caller's contract.
-                unsafe { *dst.offset(i * d.dst_rs + j * d.dst_cs) = 0.0 };
+                unsafe {
+                    let p = dst.offset(i * d.dst_rs + j * d.dst_cs);
+                    *p = if d.read_dst { d.alpha * *p } else { 0.0 };
+                }
             }
         }
         return;
     }
     let parallelism = if d.threads > 1 { gemm::Parallelism::Rayon(d.threads) } else { gemm::Parallelism::None };
     // SAFETY: shapes and strides were checked when the function was compiled, and the
-    // caller's buffers were length-checked by `Compiled::run`. `read_dst = false`, so
-    // dst := 1·(lhs·rhs) (gemm's alpha scales dst, beta the product).
+    // caller's buffers were length-checked by `Compiled::run`.
     unsafe {
         gemm::gemm(
             d.m,
@@ -54,15 +62,15 @@ pub(crate) unsafe extern "C" fn bpc_gemm(desc: *const GemmDesc, dst: *mut f32, l
             dst,
             d.dst_cs,
             d.dst_rs,
-            false,
+            d.read_dst,
             lhs,
             d.lhs_cs,
             d.lhs_rs,
             rhs,
             d.rhs_cs,
             d.rhs_rs,
-            0.0f32,
-            1.0f32,
+            d.alpha,
+            d.beta,
             false,
             false,
             false,

@@ -6,24 +6,30 @@
 //! - **Buffers.** Arguments and (non-update) results are the caller's buffers, passed to
 //!   [`Compiled::run`] in `Function::args` / `Function::results` order and checked against
 //!   the types at the compiled batch size. Every other value gets a 64-byte-aligned region
-//!   of one workspace arena ([`Workspace`], one per thread, allocated once). A result value
-//!   is computed straight into its buffer; an update result is copied over its param's
-//!   [`Arg::F32Mut`] buffer after every other step.
-//! - **Views are free.** `reshape`, `broadcast`, `transpose` and `index` are strided views of
-//!   their operand; the consumer reads them with those strides (stride 0 on broadcast axes).
-//!   Constants and the batch size fold into kernel bodies.
-//! - **Kernels** ([`kernel`](crate::kernel)) are loop nests over an output shape with a body
-//!   built from ops; identical kernels are compiled once. Elementwise work is `f32x4` (the
-//!   widest Cranelift type on x64), unrolled, with branch-free masks for `relu`, `max`,
-//!   `where` and comparisons, and polynomial `exp`/`log` ([`math`](crate::math)). Matrix
-//!   products call the `gemm` crate through an `extern "C"` shim.
-//! - **Entry.** One function `extern "C" fn(ptrs, ws)` calls the kernels in program order.
+//!   of one workspace arena ([`Workspace`], one per thread, allocated once; no reuse by
+//!   liveness yet). A result value is computed straight into its buffer. An update result is
+//!   written over its param's [`Arg::F32Mut`] buffer: by the kernel that computes it when
+//!   that kernel reads the param only elementwise and nothing reads the param later
+//!   (`W - lr·dW`), else by a copy after every other step.
+//! - **Views are free** (`plan.rs`). `reshape`, `broadcast`, `transpose` and `index` are
+//!   strided views of their operand; consumers read them with those strides (stride 0 on
+//!   broadcast axes), GEMM takes transposes as strides. Constants and the batch size fold
+//!   into kernel bodies; `pow` by a constant integer becomes multiplications.
+//! - **Kernels** (`kernel.rs`) are loop nests over an output shape with a body built from
+//!   ops (the unit fusion grows); identical kernels are compiled once, kernels of a few
+//!   dozen elements are emitted inline in the entry. Elementwise work is `f32x4` (the widest
+//!   Cranelift type on x64), unrolled, with branch-free masks for `relu`, `max`, `where` and
+//!   comparisons, and polynomial `exp`/`log` (`math.rs`). Reductions keep accumulators in
+//!   registers (rows, and columns for sums over the batch) and compensate sums (Kahan).
+//!   Matrix products call the `gemm` crate through an `extern "C"` shim (`gemm.rs`).
+//! - **Entry.** One function `extern "C" fn(ptrs, ws)` runs the steps in program order.
 //!   Compiled code is immutable: a [`Compiled`] is `Send + Sync`; each thread brings its own
 //!   workspace.
 //!
 //! Deviations from the interpreter, by design: arithmetic is `f32` (the oracle is `f64`),
-//! transcendental functions are a few ulp off, sums use several partial accumulators, and
-//! a class label outside `0..classes` gives NaN (a NaN row for `onehot`) instead of an error.
+//! `exp`/`log`/`tanh` are within 1 ulp and `sigmoid`/`softplus`/`log_sigmoid` within 2 (see
+//! `tests/math.rs`), GEMM sums in plain `f32`, and a class label outside `0..classes` gives
+//! NaN (a NaN row for `onehot`) instead of an error, never an out-of-bounds read.
 
 mod emit;
 mod gemm;
@@ -162,6 +168,9 @@ pub fn compile_with(func: &Function, batch: usize, opts: &Options) -> Result<Com
                 rhs_rs: g.rhs_strides[0],
                 rhs_cs: g.rhs_strides[1],
                 threads: g.threads,
+                alpha: 0.0,
+                beta: 1.0,
+                read_dst: false,
             }),
             plan::Step::Kernel { .. } => None,
         })

@@ -72,6 +72,11 @@ impl fmt::Debug for Workspace {
 }
 
 impl Compiled {
+    /// The compiled function's name (`Function::name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The minibatch size the code was specialized for.
     pub fn batch(&self) -> usize {
         self.batch

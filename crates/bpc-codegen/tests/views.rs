@@ -155,3 +155,22 @@ fn results_that_are_arguments_or_repeated() {
         check(&b.f, batch, 2, 0.0);
     }
 }
+
+/// Zero-sized axes: empty elementwise results, reductions over nothing (0, -inf, NaN mean),
+/// and a product contracting over nothing (zeros).
+#[test]
+fn zero_sized_axes() {
+    for &op in ReduceOp::ALL {
+        let mut b = B::new("empty");
+        let x = b.input("x", &[0]);
+        let e = b.un(UnaryOp::Exp, x);
+        let r = b.ins(Inst::Reduce { op, arg: x, axes: vec![1] });
+        let a = b.param("a", &[3, 0]);
+        let w = b.param("w", &[0, 4]);
+        let y = b.ins(Inst::MatMul { lhs: a, rhs: w, ta: false, tb: false });
+        b.result("e", e);
+        b.result("r", r);
+        b.result("y", y);
+        check(&b.f, 2, 1, 0.0);
+    }
+}
