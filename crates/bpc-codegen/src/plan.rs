@@ -14,7 +14,6 @@ use std::collections::HashMap;
 
 use bpc_ir::{ArgId, BinaryOp, DType, Function, Inst, ReduceOp, Shape, UnaryOp, Value};
 
-use crate::CodegenError;
 use crate::inplace::write_updates_in_place;
 use crate::kernel::{Acc, Expr, Fn1, Fn2, Kernel, LoopKernel, collapse};
 
@@ -140,7 +139,7 @@ struct Planner<'f> {
 }
 
 /// Plans `func` at minibatch size `batch`.
-pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Result<Plan, CodegenError> {
+pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Plan {
     let mut p = Planner {
         func,
         batch,
@@ -160,12 +159,12 @@ pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Result<Pl
     let live = liveness(func);
     for v in func.values() {
         if live[v.index()] {
-            let view = p.value(v)?;
+            let view = p.value(v);
             p.views[v.index()] = Some(view);
         }
     }
     p.results();
-    Ok(Plan { steps: p.steps, kernels: p.kernels, ws_bytes: p.ws_bytes })
+    Plan { steps: p.steps, kernels: p.kernels, ws_bytes: p.ws_bytes }
 }
 
 /// Whether an instruction writes a fresh buffer (rather than being a view or a constant).
@@ -240,9 +239,9 @@ impl Planner<'_> {
         View::contiguous(Src::Mem(ptr), dims)
     }
 
-    fn value(&mut self, v: Value) -> Result<View, CodegenError> {
+    fn value(&mut self, v: Value) -> View {
         let func = self.func;
-        let view = match func.inst(v) {
+        match func.inst(v) {
             Inst::Arg(id) => View::contiguous(Src::Mem(Ptr { base: Base::Arg(id.index()), offset: 0 }), self.sizes(v)),
             Inst::Const(c) => View::contiguous(Src::Const(*c as f32), vec![]),
             Inst::BatchSize => View::contiguous(Src::Const(self.batch as f32), vec![]),
@@ -290,8 +289,7 @@ impl Planner<'_> {
                 self.push_loop(&dst, &[x], Expr::In(0), None);
                 out
             }
-        };
-        Ok(view)
+        }
     }
 
     /// An elementwise instruction: `out = body(operands)`.
