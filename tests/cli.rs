@@ -505,3 +505,25 @@ fn bench_reports_throughput() {
     assert!((examples - 16.0 * steps).abs() <= 1e-6 * examples, "{j}");
     assert!(j["compile_ms"].as_f64().unwrap() > 0.0 && j["first_step_ms"].as_f64().unwrap() > 0.0, "{j}");
 }
+
+#[test]
+fn gradient_check_passes_on_every_example() {
+    for m in ["add_mul", "sigmoid_neuron", "max_gate", "squared_error", "logistic", "iris", "digits", "mnist"] {
+        let j: Value = serde_json::from_str(&ok(&["check", &format!("examples/{m}.bp"), "--json"])).unwrap();
+        assert_eq!(j["ok"], Value::Bool(true), "{m}: {j}");
+    }
+    let j: Value = serde_json::from_str(&ok(&[
+        "check",
+        "examples/iris.bp",
+        "--data",
+        "examples/data/iris_test.csv",
+        "--rows",
+        "8",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!((j["ok"].clone(), j["examples"].clone()), (Value::Bool(true), Value::from(8)));
+    // A tolerance of 0 cannot be met by rounding: the failure names the tensor.
+    let err = fails(&["check", "examples/add_mul.bp", "--tol", "0"]);
+    assert!(err.contains("gradient check failed for x"), "{err}");
+}

@@ -5,6 +5,7 @@
 //! unless the command succeeded, and then atomically.
 
 mod bench;
+mod check;
 mod emit;
 mod eval;
 mod predict;
@@ -66,6 +67,8 @@ enum Command {
     Train(TrainArgs),
     /// Run a trained model over a data set and write its outputs as CSV.
     Predict(PredictArgs),
+    /// Check the adjoint's gradients against float64 finite differences.
+    Check(CheckArgs),
     /// Time the train step on synthetic data: compile time, steps/s, examples/s.
     Bench(BenchArgs),
 }
@@ -178,6 +181,32 @@ pub struct PredictArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CheckArgs {
+    pub model: PathBuf,
+    /// Take the examples from this data set (else a fixed synthetic pattern).
+    #[arg(long, value_name = "D.csv")]
+    pub data: Option<PathBuf>,
+    /// Largest accepted |finite difference - adjoint| / max(1, |adjoint|).
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+    /// Examples in the minibatch checked.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows: u64,
+    /// Elements checked per tensor (evenly spaced) when it has more.
+    #[arg(long, default_value_t = 32)]
+    pub samples: usize,
+    /// Params from this checkpoint (else from their initializers).
+    #[arg(long, value_name = "P.safetensors")]
+    pub params: Option<PathBuf>,
+    /// Seed of the initializers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct BenchArgs {
     pub model: PathBuf,
     /// Minibatch size.
@@ -211,6 +240,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Train(a)) => train::run(&a),
         Some(Command::Predict(a)) => predict::run(&a),
+        Some(Command::Check(a)) => check::run(&a),
         Some(Command::Bench(a)) => bench::run(&a),
         None => {
             let Some(model) = cli.model else {
