@@ -87,14 +87,17 @@ impl Compiled {
         self.compile_time
     }
 
-    /// A workspace for calling this function from one thread.
+    /// A workspace for calling this function from one thread. Its pages are touched here, so
+    /// the first call does not pay for page faults.
     pub fn workspace(&self) -> Workspace {
         let lines = self.stats.workspace_bytes.div_ceil(64).max(1);
-        Workspace {
-            owner: self.id,
-            mem: vec![Line([0; 64]); lines],
-            ptrs: Vec::with_capacity(self.args.len() + self.results.len()),
+        let mut mem = vec![Line([0; 64]); lines];
+        for line in mem.iter_mut().step_by(4096 / 64) {
+            // Volatile: a zero stored into zeroed memory is otherwise elided.
+            // SAFETY: `line` is a valid, exclusive reference.
+            unsafe { std::ptr::write_volatile(&mut line.0[0], 0) };
         }
+        Workspace { owner: self.id, mem, ptrs: Vec::with_capacity(self.args.len() + self.results.len()) }
     }
 
     /// The arguments, in `Function::args` order.
