@@ -142,7 +142,6 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .trim(csv::Trim::All)
         .buffer_capacity(1 << 16)
         .from_reader(reader);
     let mut rec = csv::ByteRecord::new();
@@ -150,7 +149,8 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
     if !csv.read_byte_record(&mut rec).map_err(err)? {
         return Err(DataError { path: shown, at: Some((1, 1)), message: "empty file: expected a header row".into() });
     }
-    let header: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    // Fields are trimmed here rather than by the reader: its `Trim::All` rewrites every record.
+    let header: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f.trim_ascii()).into_owned()).collect();
     let loc = Locator { path, shown: &shown };
     if header.iter().all(|h| parse_number(h.as_bytes()).is_ok()) {
         return Err(loc.at(1, 0, "expected a header row naming the columns, found numbers"));
@@ -163,7 +163,7 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
     let mut rows = 0;
     let mut labels = LabelReader::new(schema, opts, label_idx.map(|i| header[i].clone()));
     while csv.read_byte_record(&mut rec).map_err(err)? {
-        if rec.len() == 1 && rec[0].is_empty() {
+        if rec.len() == 1 && rec[0].trim_ascii().is_empty() {
             continue; // a blank or all-space line
         }
         let line = rec.position().map_or(0, |p| p.line());
@@ -174,6 +174,7 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
             return Err(loc.at_field(byte, line, col, msg));
         }
         for (i, field) in rec.iter().enumerate() {
+            let field = field.trim_ascii();
             let res = if Some(i) == label_idx {
                 labels.push(field)
             } else {
