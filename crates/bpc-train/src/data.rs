@@ -139,11 +139,8 @@ fn open(path: &Path) -> Result<Box<dyn Read>, DataError> {
 pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, DataError> {
     let shown = path.display().to_string();
     let reader = open(path)?;
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 16)
-        .from_reader(reader);
+    let mut csv =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(1 << 16).from_reader(reader);
     let mut rec = csv::ByteRecord::new();
     let err = |e: csv::Error| csv_error(&shown, e);
     if !csv.read_byte_record(&mut rec).map_err(err)? {
