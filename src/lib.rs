@@ -107,6 +107,37 @@ impl Model {
         bpc_autodiff::value_and_grad(&self.func, wrt).map_err(|d| self.render(&d))
     }
 
+    /// The Hessian–vector product of the loss with respect to the params: the function of
+    /// the model's args plus one direction `dir.P` per param `P` (same shape, declared as a
+    /// param initialized to 0) whose results are `loss` = Σ_P ⟨∇_P L, dir.P⟩ and `grad.P` =
+    /// (H·dir)_P. Built by differentiating the value-and-grad program a second time.
+    pub fn hvp(&self) -> Result<Function, Error> {
+        let params: Vec<String> = self.func.params().map(|id| self.func.arg(id).name.clone()).collect();
+        if params.is_empty() {
+            return Err(Error(format!("{}: --hvp needs params, and the model declares none", self.source.path)));
+        }
+        let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+        let mut f = self.value_and_grad(&refs)?;
+        let mut total = None;
+        for p in &params {
+            let g = f.result(&format!("grad.{p}")).expect("one gradient per param").value;
+            let ty = f.ty(g).clone();
+            let rank = ty.shape.rank();
+            let dir = f.add_arg(format!("dir.{p}"), ArgKind::Param { init: ir::Init::Const(0.0) }, ty, ir::Span::NONE);
+            let d = f.ins(Inst::Arg(dir), ir::Span::NONE);
+            let prod = f.ins(Inst::Binary { op: ir::BinaryOp::Mul, lhs: g, rhs: d }, ir::Span::NONE);
+            let dot =
+                f.ins(Inst::Reduce { op: ir::ReduceOp::Sum, arg: prod, axes: (0..rank).collect() }, ir::Span::NONE);
+            total = Some(match total {
+                None => dot,
+                Some(t) => f.ins(Inst::Binary { op: ir::BinaryOp::Add, lhs: t, rhs: dot }, ir::Span::NONE),
+            });
+        }
+        f.results = vec![ir::Output { name: "loss".into(), value: total.expect("at least one param"), update: None }];
+        f.adjoint_start = None;
+        bpc_autodiff::value_and_grad(&f, &refs).map_err(|d| self.render(&d))
+    }
+
     /// The SGD train step: results `loss`, `output`/`logits`, then in-place param updates;
     /// takes the learning rate as its last argument `lr`.
     pub fn train_step(&self) -> Result<Function, Error> {
@@ -186,6 +217,19 @@ mod tests {
         let m = Model::from_source("m.bp", src).unwrap();
         // Per example: matmul 2·3·4 = 24, tanh 3, sum 3; then the batch mean reads 8.
         assert_eq!(flops(&m.func, 8), 8 * (24 + 3 + 3) + 8);
+    }
+
+    #[test]
+    fn hvp_of_a_squared_dot_product() {
+        // L = (w·x)^2: H = 2 x xᵀ, so H·[1, 0] = 2 x x₀ = [2, 4] at x = [1, 2].
+        let m = Model::from_source("m.bp", "input x[2]\nparam w[2] = 0\nloss (w @ x)^2\n").unwrap();
+        let h = m.hvp().unwrap();
+        let names: Vec<&str> = h.args.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["x", "w", "dir.w"]);
+        let args =
+            [ir::Tensor::new([1, 2], [1.0, 2.0]), ir::Tensor::new([2], [0.5, -1.0]), ir::Tensor::new([2], [1.0, 0.0])];
+        let vals = ir::interpret(&h, 1, &args).unwrap();
+        assert_eq!(vals[h.result("grad.w").unwrap().value.index()].data, vec![2.0, 4.0]);
     }
 
     #[test]

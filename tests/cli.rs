@@ -527,3 +527,24 @@ fn gradient_check_passes_on_every_example() {
     let err = fails(&["check", "examples/add_mul.bp", "--tol", "0"]);
     assert!(err.contains("gradient check failed for x"), "{err}");
 }
+
+#[test]
+fn hessian_vector_products() {
+    // L = (w·x)^2 has H = 2 x xᵀ: along [1, 0] at x = [1, 2], H v = [2, 4].
+    let s = Scratch::new("hvp");
+    let model = s.file("q.bp", "input x[2]\nparam w[2] = 0\nloss (w @ x)^2\n");
+    for engine in [&[][..], &["--interp"][..]] {
+        let mut args = vec!["eval", &model, "--set", "x=[1,2],w=[0.5,-1]", "--hvp", "w=[1,0]", "--json"];
+        args.extend_from_slice(engine);
+        let j: Value = serde_json::from_str(&ok(&args)).unwrap();
+        close(&j["hvp"]["w"], &[2.0, 4.0], "H v");
+        close(&j["grads"]["w"], &[-3.0, -6.0], "gradient");
+    }
+    // Softmax cross-entropy: the Hessian w.r.t. the logits' bias has rows summing to zero.
+    let out = ok(&["eval", "examples/iris.bp", "--set", "x=[1,2,3,4],y=1", "--hvp", "b2=[1,0,0]", "--json"]);
+    let j: Value = serde_json::from_str(&out).unwrap();
+    let hv = flat(&j["hvp"]["b2"]);
+    assert!(hv[0] > 0.0 && hv.iter().sum::<f64>().abs() < 1e-6, "{hv:?}");
+    let err = fails(&["eval", "examples/iris.bp", "--set", "x=[1,2,3,4],y=1", "--hvp", "x=[1,0,0,0]"]);
+    assert!(err.contains("in --hvp 'x=[1,0,0,0]': `x` is not a param"), "{err}");
+}

@@ -48,22 +48,66 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
     let mut values: Vec<&Named> = names.iter().map(|n| find(&format!("value.{n}"))).collect();
     values.push(find("loss"));
     let grads: Vec<&Named> = wrt.iter().map(|n| find(&format!("grad.{n}"))).collect();
+    let hvp = if args.hvp.is_empty() { Vec::new() } else { hvp(&model, args, &inputs)? };
+    let hvp: Vec<&Named> = hvp.iter().filter(|r| r.name.starts_with("grad.")).collect();
     let label = |r: &Named| r.name.split_once('.').map_or(r.name.clone(), |(_, n)| n.to_string());
     if args.json {
         let obj = |xs: &[&Named]| json_object(xs.iter().map(|r| (label(r), json_tensor(r))));
-        println!("{}", json_object([("values".to_string(), obj(&values)), ("grads".to_string(), obj(&grads))]));
-    } else {
-        let width = values.iter().chain(&grads).map(|r| label(r).len()).max().unwrap_or(0);
-        println!("values");
-        for r in &values {
-            println!("  {:width$} = {}", label(r), text_tensor(r));
+        let mut fields = vec![("values".to_string(), obj(&values)), ("grads".to_string(), obj(&grads))];
+        if !hvp.is_empty() {
+            fields.push(("hvp".to_string(), obj(&hvp)));
         }
-        println!("gradients d loss / d name");
-        for r in &grads {
-            println!("  {:width$} = {}", label(r), text_tensor(r));
+        println!("{}", json_object(fields));
+    } else {
+        let width = values.iter().chain(&grads).chain(&hvp).map(|r| label(r).len()).max().unwrap_or(0);
+        let sections: [(&str, &[&Named]); 3] = [
+            ("values", &values),
+            ("gradients d loss / d name", &grads),
+            ("Hessian-vector product (H v) per param", &hvp),
+        ];
+        for (title, rows) in sections.iter().filter(|(_, rows)| !rows.is_empty()) {
+            println!("{title}");
+            for r in rows.iter() {
+                println!("  {:width$} = {}", label(r), text_tensor(r));
+            }
         }
     }
     Ok(())
+}
+
+/// `--hvp`: the Hessian–vector product along the given direction (zero for params not named).
+fn hvp(model: &Model, args: &EvalArgs, inputs: &[Vec<f64>]) -> Result<Vec<Named>, Error> {
+    let f = &model.func;
+    let h = model.hvp()?;
+    let mut dirs: Vec<Option<Vec<f64>>> = vec![None; f.args.len()];
+    for text in &args.hvp {
+        for s in set::parse_flag(text, "--hvp").map_err(Error)? {
+            let id = f.arg_named(&s.name).filter(|&id| matches!(f.arg(id).kind, ArgKind::Param { .. })).ok_or_else(
+                || {
+                    Error(format!(
+                        "in --hvp '{}': `{}` is not a param; a direction is given for params",
+                        s.text, s.name
+                    ))
+                },
+            )?;
+            let dims = &f.arg(id).ty.shape.dims;
+            if s.shape != *dims {
+                return Err(Error(format!(
+                    "in --hvp '{}': {} is declared with shape {dims:?} but the direction has shape {:?}",
+                    s.text, s.name, s.shape
+                )));
+            }
+            if dirs[id.index()].replace(s.data).is_some() {
+                return Err(Error(format!("--hvp gives `{}` twice", s.name)));
+            }
+        }
+    }
+    let mut all = inputs.to_vec();
+    for id in f.params() {
+        let len = f.arg(id).ty.shape.example_len();
+        all.push(dirs[id.index()].take().unwrap_or_else(|| vec![0.0; len]));
+    }
+    if args.interp { interpret(&h, &all) } else { jit(model, &h, &all, args.opt.level()) }
 }
 
 /// One f64 buffer per argument of the model (physical layout at batch 1), from `--set`,

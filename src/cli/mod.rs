@@ -103,6 +103,10 @@ pub struct EvalArgs {
     /// Seed of the initializers.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also print the Hessian-vector product of the loss w.r.t. the params along this
+    /// direction: `NAME=VALUE` pairs for one or more params (the others are zero).
+    #[arg(long, value_name = "PAIRS")]
+    pub hvp: Vec<String>,
     /// Use the float64 reference interpreter instead of the JIT.
     #[arg(long)]
     pub interp: bool,

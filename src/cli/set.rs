@@ -15,16 +15,21 @@ pub struct Setting {
 
 /// Parses one `--set` argument into its pairs.
 pub fn parse(arg: &str) -> Result<Vec<Setting>, String> {
-    split_pairs(arg)?.into_iter().map(parse_pair).collect()
+    parse_flag(arg, "--set")
+}
+
+/// Parses the argument of `flag` (`--set` or `--hvp`); errors quote the flag and the pair.
+pub fn parse_flag(arg: &str, flag: &str) -> Result<Vec<Setting>, String> {
+    split_pairs(arg, flag)?.into_iter().map(|p| parse_pair(p, flag)).collect()
 }
 
 /// Splits at commas at bracket depth 0.
-fn split_pairs(arg: &str) -> Result<Vec<&str>, String> {
+fn split_pairs<'a>(arg: &'a str, flag: &str) -> Result<Vec<&'a str>, String> {
     let (mut depth, mut start, mut out) = (0i32, 0, Vec::new());
     for (i, c) in arg.char_indices() {
         match c {
             '[' => depth += 1,
-            ']' if depth == 0 => return Err(format!("in --set '{arg}': unmatched `]`")),
+            ']' if depth == 0 => return Err(format!("in {flag} '{arg}': unmatched `]`")),
             ']' => depth -= 1,
             ',' if depth == 0 => {
                 out.push(&arg[start..i]);
@@ -34,15 +39,15 @@ fn split_pairs(arg: &str) -> Result<Vec<&str>, String> {
         }
     }
     if depth > 0 {
-        return Err(format!("in --set '{arg}': unclosed `[`"));
+        return Err(format!("in {flag} '{arg}': unclosed `[`"));
     }
     out.push(&arg[start..]);
     Ok(out.into_iter().filter(|p| !p.trim().is_empty()).collect())
 }
 
-fn parse_pair(pair: &str) -> Result<Setting, String> {
+fn parse_pair(pair: &str, flag: &str) -> Result<Setting, String> {
     let text = pair.trim().to_string();
-    let err = |what: String| format!("in --set '{text}': {what}");
+    let err = |what: String| format!("in {flag} '{text}': {what}");
     let Some((name, value)) = text.split_once('=') else {
         return Err(err("expected NAME=VALUE".into()));
     };
