@@ -548,3 +548,35 @@ fn hessian_vector_products() {
     let err = fails(&["eval", "examples/iris.bp", "--set", "x=[1,2,3,4],y=1", "--hvp", "x=[1,0,0,0]"]);
     assert!(err.contains("in --hvp 'x=[1,0,0,0]': `x` is not a param"), "{err}");
 }
+
+#[test]
+fn check_finite_names_the_op_and_line() {
+    let s = Scratch::new("finite");
+    let model = s.file("nf.bp", "input x\ninput y\nr = sqrt(x)\nf = log(r * y)\nloss f\n");
+    let err = fails(&["eval", &model, "--set", "x=4,y=0", "--check-finite"]);
+    assert!(err.contains("`log` in the forward pass produced -inf"), "{err}");
+    assert!(err.contains(&format!("{model}:4:5")), "{err}");
+    ok(&["eval", &model, "--set", "x=4,y=1", "--check-finite"]);
+    // Unscaled regression with a large learning rate diverges within the first epoch.
+    let lin = s.file("lin.bp", "input x[4]\nlabel y\nparam w[4] = 0\np = w @ x\nloss (p - y)^2\n");
+    let data = s.file(
+        "d.csv",
+        &(0..64).fold("a,b,c,d,y\n".to_string(), |acc, i| acc + &format!("{i},{},{},1,{}\n", i * 2, 100 - i, i * 3)),
+    );
+    let err = fails(&[
+        "train",
+        &lin,
+        "--data",
+        &data,
+        "--lr",
+        "0.1",
+        "--epochs",
+        "5",
+        "--batch",
+        "8",
+        "--check-finite",
+        "--quiet",
+    ]);
+    assert!(err.contains("of epoch 1: `"), "{err}");
+    assert!(err.contains(&format!("{lin}:")), "{err}");
+}

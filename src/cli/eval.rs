@@ -37,6 +37,15 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
             vg.add_result(format!("value.{name}"), v);
         }
     }
+    if args.check_finite {
+        let tensors: Vec<Tensor> =
+            vg.args.iter().zip(&inputs).map(|(a, d)| Tensor::new(a.ty.shape.sizes(1), d.clone())).collect();
+        match bpc::train::finite::first_non_finite(&vg, 1, &tensors, "--check-finite") {
+            Ok(None) => {}
+            Ok(Some(d)) => return Err(model.render(&d)),
+            Err(e) => return Err(Error(format!("interpreter: {e}"))),
+        }
+    }
     let mut results = if args.interp { interpret(&vg, &inputs)? } else { jit(&model, &vg, &inputs, args.opt.level())? };
     for (a, data) in model.func.args.iter().zip(&inputs) {
         if !a.ty.is_float() {

@@ -110,6 +110,10 @@ pub struct EvalArgs {
     /// Use the float64 reference interpreter instead of the JIT.
     #[arg(long)]
     pub interp: bool,
+    /// Fail, naming the first op (forward or adjoint) and its source line, if a value is
+    /// inf or NaN.
+    #[arg(long)]
+    pub check_finite: bool,
     /// Print `{"values": {...}, "grads": {...}}`.
     #[arg(long)]
     pub json: bool,
@@ -152,6 +156,9 @@ pub struct TrainArgs {
     /// Threads for large matrix products (default: all cores).
     #[arg(long, value_name = "T", default_value_t = 0)]
     pub threads: usize,
+    /// Stop at the first step whose loss or params are inf or NaN, naming the op at fault.
+    #[arg(long)]
+    pub check_finite: bool,
     /// One JSON object per epoch on stdout, then a final `{"done": true, ...}`.
     #[arg(long)]
     pub json: bool,

@@ -47,6 +47,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         seed: a.seed,
         opt_level: a.opt.level(),
         threads: a.threads,
+        check_finite: a.check_finite,
         progress: !a.quiet,
     };
     if !a.quiet {
@@ -127,7 +128,7 @@ pub fn check_dir(path: &Path) -> Result<(), Error> {
 /// A training failure as text: program errors rendered against the source.
 pub fn run_error(model: &Model, e: RunError) -> Error {
     match e {
-        RunError::Program(d) => model.render(&d),
+        RunError::Program(d) | RunError::NonFinite(d) => model.render(&d),
         RunError::Compile(m) => Error(format!("{}: code generation failed: {m}", model.source.path)),
         RunError::Call(m) => Error(format!("{}: {m}", model.source.path)),
     }

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use bpc_autodiff::Optimizer;
-use bpc_ir::Function;
+use bpc_ir::{ArgKind, DType, Diagnostic, Function, Tensor};
 use bpc_opt::OptLevel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
@@ -21,6 +21,7 @@ use rand::seq::SliceRandom;
 
 use crate::data::{Dataset, Labels};
 use crate::eval::{Evaluator, accuracy_source, count_correct};
+use crate::finite::first_non_finite;
 use crate::params::Params;
 use crate::report::{EpochReport, TrainReport};
 use crate::runner::{Batch, RunError, Runner, Slab};
@@ -37,19 +38,36 @@ pub struct TrainConfig {
     pub opt_level: OptLevel,
     /// Threads for large matrix products; 0 uses all cores.
     pub threads: usize,
+    /// After every step, check the loss and the params; on inf or NaN, re-run the step in
+    /// the float64 interpreter and stop with a diagnostic naming the first op at fault.
+    pub check_finite: bool,
     /// Draw an `indicatif` progress bar on stderr.
     pub progress: bool,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 10, batch: 32, lr: 0.01, seed: 0, opt_level: OptLevel::O2, threads: 0, progress: false }
+        TrainConfig {
+            epochs: 10,
+            batch: 32,
+            lr: 0.01,
+            seed: 0,
+            opt_level: OptLevel::O2,
+            threads: 0,
+            check_finite: false,
+            progress: false,
+        }
     }
 }
 
 /// The optimized train step of `func`: results `loss`, the param updates and, when the
 /// model has one, the accuracy source (`output` or `logits`).
 pub fn step_function(func: &Function, schema: &Schema, level: OptLevel) -> Result<Function, RunError> {
+    Ok(bpc_opt::optimize(&raw_step_function(func, schema)?, level))
+}
+
+/// [`step_function`] before the optimizer (every value keeps its source span).
+pub fn raw_step_function(func: &Function, schema: &Schema) -> Result<Function, RunError> {
     let mut step = bpc_autodiff::train_step(func, Optimizer::Sgd).map_err(RunError::Program)?;
     if let Some(name) = accuracy_source(func, schema)
         && step.result(name).is_none()
@@ -58,7 +76,7 @@ pub fn step_function(func: &Function, schema: &Schema, level: OptLevel) -> Resul
         let v = func.result(name).expect("accuracy source is a result").value;
         step.add_result(name, v);
     }
-    Ok(bpc_opt::optimize(&step, level))
+    Ok(step)
 }
 
 /// Whether `step` starts with `func`'s values unchanged (so a forward value keeps its number).
@@ -83,7 +101,10 @@ pub fn train(
     }
     let full = cfg.batch.min(n);
     let mut compile = Vec::new();
-    let mut step = Runner::new(step_function(func, &schema, cfg.opt_level)?, &schema, params, full)?;
+    let raw = raw_step_function(func, &schema)?;
+    let mut step = Runner::new(bpc_opt::optimize(&raw, cfg.opt_level), &schema, params, full)?;
+    // The params before the current step, for --check-finite's re-run.
+    let mut before = if cfg.check_finite { params.data.clone() } else { Vec::new() };
     step.set_threads(cfg.threads);
     for rows in [full, n % full] {
         if rows > 0 {
@@ -115,10 +136,24 @@ pub fn train(
         bar.set_message(format!("epoch {epoch}/{}", cfg.epochs));
         order.shuffle(&mut rng);
         let (mut loss, mut correct) = (0f64, 0usize);
-        for idx in order.chunks(full) {
+        for (s, idx) in order.chunks(full).enumerate() {
             batch.gather(train, idx);
+            if cfg.check_finite {
+                before.copy_from_slice(&params.data);
+            }
             step.run(&batch, Slab::Mut(&mut params.data), cfg.lr)?;
-            loss += f64::from(step.result(loss_i, batch.rows)[0]) * batch.rows as f64;
+            let step_loss = step.result(loss_i, batch.rows)[0];
+            if cfg.check_finite && (!step_loss.is_finite() || params.data.iter().any(|x| !x.is_finite())) {
+                return Err(diagnose(
+                    &raw,
+                    params,
+                    &before,
+                    &batch,
+                    cfg.lr,
+                    &format!("step {} of epoch {epoch}", s + 1),
+                ));
+            }
+            loss += f64::from(step_loss) * batch.rows as f64;
             if let Some(i) = scores_i {
                 correct +=
                     count_correct(step.result(i, batch.rows), step.result_width(i), &batch.classes[..batch.rows]);
@@ -144,6 +179,42 @@ pub fn train(
     }
     bar.finish_and_clear();
     Ok(TrainReport { epochs, seconds: started.elapsed().as_secs_f64(), compile })
+}
+
+/// Re-runs the failing step in the float64 interpreter from the params `before` it.
+fn diagnose(raw: &Function, params: &Params, before: &[f32], batch: &Batch, lr: f32, context: &str) -> RunError {
+    let rows = batch.rows;
+    let f64s = |xs: &[f32]| xs.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let mut inputs = batch.inputs.iter();
+    let args: Vec<Tensor> = raw
+        .args
+        .iter()
+        .map(|a| {
+            let sizes = a.ty.shape.sizes(rows);
+            let n = a.ty.shape.len(rows);
+            let data = match &a.kind {
+                ArgKind::Input => f64s(&inputs.next().expect("one buffer per input")[..n]),
+                ArgKind::Label { .. } if a.ty.dtype == DType::I32 => {
+                    batch.classes[..n].iter().map(|&c| f64::from(c)).collect()
+                }
+                ArgKind::Label { .. } => f64s(&batch.reals[..n]),
+                ArgKind::Param { .. } => {
+                    let info = params.info(&a.name).expect("every param is in the slab");
+                    f64s(&before[info.offset..info.offset + info.len])
+                }
+                ArgKind::Hyper => vec![f64::from(lr); n],
+            };
+            Tensor::new(sizes, data)
+        })
+        .collect();
+    match first_non_finite(raw, rows, &args, context) {
+        Ok(Some(d)) => RunError::NonFinite(d),
+        Ok(None) => RunError::NonFinite(Diagnostic::error(format!(
+            "{context}: the loss or an updated param is not finite in float32, though the float64 \
+             interpreter finds every value finite (float32 underflow or rounding)"
+        ))),
+        Err(e) => RunError::Call(format!("{context}: the loss is not finite, and re-running the step failed: {e}")),
+    }
 }
 
 fn progress_bar(cfg: &TrainConfig, steps: usize) -> ProgressBar {

@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod driver;
 pub mod eval;
+pub mod finite;
 pub mod init;
 mod labels;
 pub mod params;

@@ -25,12 +25,14 @@ pub enum RunError {
     Compile(String),
     /// A call was refused, or the model and the data or params disagree.
     Call(String),
+    /// `--check-finite`: a step produced inf or NaN; the diagnostic names the op.
+    NonFinite(bpc_ir::Diagnostic),
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Program(d) => write!(f, "{}", d.message),
+            RunError::Program(d) | RunError::NonFinite(d) => write!(f, "{}", d.message),
             RunError::Compile(m) => write!(f, "code generation failed: {m}"),
             RunError::Call(m) => f.write_str(m),
         }

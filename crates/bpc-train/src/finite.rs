@@ -1,0 +1,94 @@
+//! `--check-finite`: name the first op, forward or adjoint, that produced inf or NaN.
+//!
+//! The function is re-run in the float64 interpreter on the same arguments and its values
+//! are scanned in program order; a magnitude beyond float32's range counts as an overflow,
+//! since the compiled code computes in float32. The diagnostic points at the source span the
+//! value came from (spans travel through autodiff), so it names the line.
+
+use bpc_ir::{Diagnostic, Function, InterpError, Tensor, Value, interpret};
+
+/// Whether `x` is not a finite float32.
+pub fn not_f32_finite(x: f64) -> bool {
+    !x.is_finite() || x.abs() > f64::from(f32::MAX)
+}
+
+/// The first value of `func` at minibatch size `batch` on `args` with an element that is not
+/// a finite float32, as a diagnostic (`context` opens its message, e.g. "step 17 of epoch
+/// 3"); `None` if every value is finite.
+pub fn first_non_finite(
+    func: &Function,
+    batch: usize,
+    args: &[Tensor],
+    context: &str,
+) -> Result<Option<Diagnostic>, InterpError> {
+    let vals = interpret(func, batch, args)?;
+    let Some(v) = func.values().find(|v| vals[v.index()].data.iter().any(|&x| not_f32_finite(x))) else {
+        return Ok(None);
+    };
+    let data = &vals[v.index()].data;
+    let bad = data.iter().copied().find(|&x| not_f32_finite(x)).expect("found above");
+    let what = if bad.is_nan() {
+        "NaN"
+    } else if bad.is_finite() {
+        "a value beyond float32's range"
+    } else if bad > 0.0 {
+        "inf"
+    } else {
+        "-inf"
+    };
+    let op = op_name(func, v);
+    let adjoint = func.adjoint_start.is_some_and(|s| v >= s);
+    let pass = if adjoint { "the adjoint (backward) pass" } else { "the forward pass" };
+    let mut d = Diagnostic::error(format!("{context}: `{op}` in {pass} produced {what}"));
+    let span = func.span(v);
+    if !span.is_none() {
+        let label = if adjoint {
+            format!("the gradient of this ({op}) is not finite")
+        } else {
+            format!("this ({op}) is not finite")
+        };
+        d = d.at(span, label);
+    }
+    let count = data.iter().filter(|&&x| not_f32_finite(x)).count();
+    d = d.note(format!("{count} of its {} elements are not finite; value {v} of {}", data.len(), func.name));
+    Ok(Some(d))
+}
+
+/// The opcode of `v`'s instruction as the IR text prints it.
+fn op_name(func: &Function, v: Value) -> String {
+    let mut text = String::new();
+    let _ = bpc_ir::print::write_inst(&mut text, func, func.inst(v));
+    text.split_whitespace().next().unwrap_or("op").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpc_ir::{ArgKind, Inst, ReduceOp, Shape, Span, Type, UnaryOp};
+
+    /// `loss = mean(log(x))` with `log` at source bytes 10..16.
+    fn log_model() -> Function {
+        let mut f = Function::new("m");
+        let x = f.add_arg("x", ArgKind::Input, Type::f32(Shape::batched([])), Span::NONE);
+        let x = f.ins(Inst::Arg(x), Span::NONE);
+        let l = f.ins(Inst::Unary { op: UnaryOp::Log, arg: x }, Span::new(10, 16));
+        let m = f.ins(Inst::Reduce { op: ReduceOp::Mean, arg: l, axes: vec![0] }, Span::NONE);
+        f.add_result("loss", m);
+        f
+    }
+
+    #[test]
+    fn names_the_first_non_finite_op_and_its_span() {
+        let f = log_model();
+        let d = first_non_finite(&f, 2, &[Tensor::new([2], [1.0, 0.0])], "step 1").unwrap().unwrap();
+        assert_eq!(d.message, "step 1: `log` in the forward pass produced -inf");
+        assert_eq!(d.span(), Some(Span::new(10, 16)));
+        assert_eq!(d.notes, vec!["1 of its 2 elements are not finite; value v1 of m"]);
+        assert!(first_non_finite(&f, 1, &[Tensor::new([1], [2.0])], "").unwrap().is_none());
+    }
+
+    #[test]
+    fn float32_overflow_counts() {
+        assert!(not_f32_finite(1e39) && not_f32_finite(f64::NAN) && !not_f32_finite(3e38));
+    }
+}
