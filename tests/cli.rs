@@ -282,6 +282,8 @@ fn unavailable_stage_and_bad_flags() {
     assert!(err.contains("--emit dot is not available yet"), "{err}");
     let o = bpc(&["train", "examples/iris.bp"]);
     assert_eq!(o.status.code(), Some(2), "clap reports a missing --data");
+    let err = fails(&["train", "examples/iris.bp", "--data", "examples/data/iris_train.csv", "--optimizer", "adam"]);
+    assert!(err.contains("--optimizer adam is not available yet"), "{err}");
 }
 
 #[test]
@@ -412,7 +414,8 @@ fn train_save_then_predict() {
     let params = s.path("iris.safetensors");
     let preds = s.path("pred.csv");
     let data = ["--data", "examples/data/iris_train.csv", "--standardize", "--lr", "0.1", "--batch", "16"];
-    let mut args = vec!["train", "examples/iris.bp", "--epochs", "50", "--quiet", "--save", &params];
+    let plot = s.path("curve.svg");
+    let mut args = vec!["train", "examples/iris.bp", "--epochs", "50", "--quiet", "--save", &params, "--plot", &plot];
     args.extend_from_slice(&data);
     ok(&args);
     let o = bpc(&[

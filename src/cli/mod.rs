@@ -73,6 +73,14 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// `--optimizer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    Sgd,
+    Momentum,
+    Adam,
+}
+
 /// `-O0|-O1|-O2`.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct Opt {
@@ -141,6 +149,9 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 0.01)]
     pub lr: f32,
+    /// The update rule (only `sgd` is compiled so far).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    pub optimizer: OptimizerArg,
     /// Seed of the initializers and of the shuffling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -153,6 +164,9 @@ pub struct TrainArgs {
     /// Start from these params instead of the initializers.
     #[arg(long, value_name = "P.safetensors")]
     pub init: Option<PathBuf>,
+    /// Draw the loss curves (train, validation) to this SVG file.
+    #[arg(long, value_name = "curve.svg")]
+    pub plot: Option<PathBuf>,
     /// Threads for large matrix products (default: all cores).
     #[arg(long, value_name = "T", default_value_t = 0)]
     pub threads: usize,

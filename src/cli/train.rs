@@ -11,12 +11,16 @@ use bpc::train::data::{self, LoadOptions};
 use bpc::train::{Dataset, LabelEncoding, LabelPolicy, Labels, Params, RunError, Schema, Standardizer, TrainConfig};
 use bpc::{Error, Model};
 
-use super::TrainArgs;
+use super::{OptimizerArg, TrainArgs};
 
 pub fn run(a: &TrainArgs) -> Result<(), Error> {
+    if a.optimizer != OptimizerArg::Sgd {
+        let name = format!("{:?}", a.optimizer).to_lowercase();
+        return Err(Error(format!("--optimizer {name} is not available yet (available: sgd)")));
+    }
     let model = Model::load(&a.model)?;
     let schema = schema(&model)?;
-    if let Some(p) = &a.save {
+    for p in a.save.iter().chain(&a.plot) {
         check_dir(p)?;
     }
     let opts = LoadOptions { label_column: a.label.as_deref(), encoding: None, policy: LabelPolicy::Required };
@@ -83,6 +87,11 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
             epochs: report.epochs.len(),
         };
         checkpoint::save(p, &params, &meta).map_err(|e| Error(e.to_string()))?;
+    }
+    if let Some(p) = &a.plot {
+        let svg = bpc::train::plot::loss_curves(&format!("{} ({})", model.func.name, a.data.display()), &report.epochs);
+        checkpoint::write_atomic(p, svg.as_bytes())
+            .map_err(|e| Error(format!("{}: cannot write: {e}", p.display())))?;
     }
     if !a.quiet {
         let saved = a.save.as_ref().map_or(String::new(), |p| format!("; saved {}", p.display()));

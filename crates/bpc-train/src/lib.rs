@@ -25,6 +25,7 @@ pub mod finite;
 pub mod init;
 mod labels;
 pub mod params;
+pub mod plot;
 pub mod report;
 pub mod runner;
 pub mod schema;
