@@ -231,6 +231,11 @@ fn emit_other_stages() {
     assert!(stats.starts_with("train step of iris at batch 16, -O2\n"), "{stats}");
     // Forward W1, W2; adjoint dW1, dW2 and dh: five matrix products per step.
     assert!(stats.contains("gemm calls       5\n"), "{stats}");
+    let dot = ok(&["examples/sigmoid_neuron.bp", "--emit", "dot", "--set", "w0=2,x0=-1,w1=-3,x1=-2,w2=-3"]);
+    // The lecture's figure: w0 = 2 enters the first product with gradient -0.196612.
+    assert!(dot.contains(">2</font><br/><font color=\"red\">-0.196612</font>"), "{dot}");
+    let svg = ok(&["examples/add_mul.bp", "--emit", "svg"]);
+    assert!(svg.starts_with("<svg ") && svg.matches("<circle").count() == 6, "{svg}");
     let clif = ok(&["examples/add_mul.bp", "--emit", "clif"]);
     assert!(clif.contains("; entry\nfunction u0:") && clif.contains("system_v"), "{clif}");
 }
@@ -278,8 +283,6 @@ fn bad_csv_rows_point_at_line_and_column() {
 
 #[test]
 fn unavailable_stage_and_bad_flags() {
-    let err = fails(&["examples/add_mul.bp", "--emit", "dot"]);
-    assert!(err.contains("--emit dot is not available yet"), "{err}");
     let o = bpc(&["train", "examples/iris.bp"]);
     assert_eq!(o.status.code(), Some(2), "clap reports a missing --data");
     let err = fails(&["train", "examples/iris.bp", "--data", "examples/data/iris_train.csv", "--optimizer", "adam"]);

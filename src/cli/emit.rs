@@ -7,9 +7,20 @@ use bpc::{Error, Model, OptLevel};
 
 use super::Stage;
 
+/// Settings of `--emit`.
+pub struct EmitOptions {
+    pub level: OptLevel,
+    /// Minibatch size for `clif` and `stats`.
+    pub batch: usize,
+    /// `--set` pairs: the point `dot` and `svg` annotate.
+    pub set: Vec<String>,
+    pub seed: u64,
+}
+
 /// Prints `stage` of the model at `path`. `clif` and `stats` describe the train step (what
 /// `bpc train` calls once per minibatch) compiled for minibatches of `batch`.
-pub fn run(path: &Path, stage: Stage, level: OptLevel, batch: usize) -> Result<(), Error> {
+pub fn run(path: &Path, stage: Stage, opts: &EmitOptions) -> Result<(), Error> {
+    let (level, batch) = (opts.level, opts.batch);
     let model = Model::load(path)?;
     let text = match stage {
         Stage::Ast => match bpc::front::parse(&model.source) {
@@ -25,8 +36,8 @@ pub fn run(path: &Path, stage: Stage, level: OptLevel, batch: usize) -> Result<(
         }
         Stage::Clif | Stage::Stats => {
             let step = bpc::opt::optimize(&model.train_step()?, level);
-            let opts = Options { keep_clif: stage == Stage::Clif, ..Options::default() };
-            let native = bpc::codegen::compile_with(&step, batch, &opts)
+            let copts = Options { keep_clif: stage == Stage::Clif, ..Options::default() };
+            let native = bpc::codegen::compile_with(&step, batch, &copts)
                 .map_err(|e| Error(format!("{}: code generation failed: {}", model.source.path, e.0)))?;
             if stage == Stage::Clif {
                 native.clif().iter().map(|(name, clif)| format!("; {name}\n{clif}\n")).collect()
@@ -35,10 +46,17 @@ pub fn run(path: &Path, stage: Stage, level: OptLevel, batch: usize) -> Result<(
             }
         }
         Stage::Dot | Stage::Svg => {
-            let name = format!("{stage:?}").to_lowercase();
-            return Err(Error(format!(
-                "--emit {name} is not available yet (available: ast, ir, grad, opt, clif, stats)"
-            )));
+            let ann = if opts.set.is_empty() {
+                None
+            } else {
+                let args = super::eval::bind(&model, &opts.set, None, opts.seed)?;
+                Some(bpc::graph::annotate(&model, &args)?)
+            };
+            if stage == Stage::Dot {
+                bpc::graph::dot(&model.func, ann.as_ref())
+            } else {
+                bpc::graph::svg(&model.func, ann.as_ref())
+            }
         }
     };
     print!("{text}");

@@ -121,7 +121,7 @@ fn hvp(model: &Model, args: &EvalArgs, inputs: &[Vec<f64>]) -> Result<Vec<Named>
 
 /// One f64 buffer per argument of the model (physical layout at batch 1), from `--set`,
 /// the checkpoint or the initializers.
-fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: u64) -> Result<Vec<Vec<f64>>, Error> {
+pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: u64) -> Result<Vec<Vec<f64>>, Error> {
     let f = &model.func;
     let mut settings: Vec<Setting> = Vec::new();
     for s in sets {

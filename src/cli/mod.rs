@@ -34,6 +34,13 @@ pub struct Cli {
     /// Minibatch size the train step is compiled for by `--emit clif` and `--emit stats`.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
+    /// For `--emit dot|svg`: evaluate at this example and annotate every edge with its value
+    /// and gradient (`NAME=VALUE` pairs, as for `eval`).
+    #[arg(long, value_name = "PAIRS")]
+    set: Vec<String>,
+    /// Seed of the initializers of params not set.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     #[command(flatten)]
     opt: Opt,
 }
@@ -51,9 +58,9 @@ pub enum Stage {
     Opt,
     /// Cranelift IR of every kernel of the train step.
     Clif,
-    /// The computational graph as Graphviz.
+    /// The computational graph as Graphviz (annotated at the point given with --set).
     Dot,
-    /// The graph drawn as SVG.
+    /// The same graph drawn as SVG without Graphviz.
     Svg,
     /// The train step's kernel count, GEMM count, buffer bytes, flops per step.
     Stats,
@@ -279,7 +286,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 (false, Some(s)) => s,
                 (false, None) => return Err(Error("nothing to do: give --emit-ir, --emit STAGE or a command".into())),
             };
-            emit::run(&model, stage, cli.opt.level(), cli.batch as usize)
+            let opts =
+                emit::EmitOptions { level: cli.opt.level(), batch: cli.batch as usize, set: cli.set, seed: cli.seed };
+            emit::run(&model, stage, &opts)
         }
     }
 }
