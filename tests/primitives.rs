@@ -52,15 +52,19 @@ const CASES: &[Case] = &[
         program: "param A[2, 3] = 0\nparam B[3, 4] = 0\ninput w[2, 4]\nloss sum(w * (A @ B))",
         positive: &[],
     },
-    Case { name: "matvec_batched", program: "param W[4, 3] = 0\ninput x[3]\ninput w[4]\nloss sum(w * (W @ x))", positive: &[] },
-    Case { name: "vecmat_batched", program: "param W[3, 4] = 0\ninput x[3]\ninput w[4]\nloss sum(w * (x @ W))", positive: &[] },
-    Case { name: "dot_shared", program: "param u[3] = 0\ninput x[3]\nloss (u @ x)^2", positive: &[] },
-    Case { name: "dot_per_example", program: "input u[3]\ninput x[3]\nloss (u @ x)^2", positive: &[] },
     Case {
-        name: "transpose",
-        program: "param A[2, 3] = 0\ninput w[3, 2]\nloss sum(w * transpose(A))",
+        name: "matvec_batched",
+        program: "param W[4, 3] = 0\ninput x[3]\ninput w[4]\nloss sum(w * (W @ x))",
         positive: &[],
     },
+    Case {
+        name: "vecmat_batched",
+        program: "param W[3, 4] = 0\ninput x[3]\ninput w[4]\nloss sum(w * (x @ W))",
+        positive: &[],
+    },
+    Case { name: "dot_shared", program: "param u[3] = 0\ninput x[3]\nloss (u @ x)^2", positive: &[] },
+    Case { name: "dot_per_example", program: "input u[3]\ninput x[3]\nloss (u @ x)^2", positive: &[] },
+    Case { name: "transpose", program: "param A[2, 3] = 0\ninput w[3, 2]\nloss sum(w * transpose(A))", positive: &[] },
     Case { name: "sum", program: "input a[2, 3]\nparam c[3] = 0\nloss sum(a * c)^2", positive: &[] },
     Case { name: "mean", program: "input a[2, 3]\nparam c[3] = 0\nloss mean(a * c)^2", positive: &[] },
     Case {
@@ -167,8 +171,7 @@ fn lecture_numbers_through_the_jit() {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let vg = model.value_and_grad(&names).unwrap();
         let native = model.compile(&vg, 1, OptLevel::O2).unwrap();
-        let vals: Vec<[f32; 1]> =
-            vg.args.iter().map(|a| [set.iter().find(|(n, _)| *n == a.name).unwrap().1]).collect();
+        let vals: Vec<[f32; 1]> = vg.args.iter().map(|a| [set.iter().find(|(n, _)| *n == a.name).unwrap().1]).collect();
         let mut args: Vec<Arg> = vals.iter().map(|v| Arg::F32(v.as_slice())).collect();
         let mut bufs = vec![[0.0f32]; vg.results.len()];
         let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
