@@ -195,6 +195,8 @@ fn eval_with_params_from_initializers() {
     let db2 = flat(&j["grads"]["b2"]);
     assert!(db2.iter().sum::<f64>().abs() < 1e-6, "{db2:?}");
     assert!(j["grads"].get("y").is_none(), "no gradient for a class label");
+    let output = flat(&j["values"]["output"]);
+    assert!(output.len() == 3 && (output.iter().sum::<f64>() - 1.0).abs() < 1e-6, "softmax output: {output:?}");
 }
 
 // ---------------------------------------------------------------- emit

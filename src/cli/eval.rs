@@ -56,6 +56,9 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
     let find = |key: &str| results.iter().find(|r| r.name == key).expect("every result was computed");
     let mut values: Vec<&Named> = names.iter().map(|n| find(&format!("value.{n}"))).collect();
     values.push(find("loss"));
+    if model.func.result("output").is_some() {
+        values.push(find("output"));
+    }
     let grads: Vec<&Named> = wrt.iter().map(|n| find(&format!("grad.{n}"))).collect();
     let hvp = if args.hvp.is_empty() { Vec::new() } else { hvp(&model, args, &inputs)? };
     let hvp: Vec<&Named> = hvp.iter().filter(|r| r.name.starts_with("grad.")).collect();
