@@ -103,8 +103,6 @@ pub fn train(
     let mut compile = Vec::new();
     let raw = raw_step_function(func, &schema)?;
     let mut step = Runner::new(bpc_opt::optimize(&raw, cfg.opt_level), &schema, params, full)?;
-    // The params before the current step, for --check-finite's re-run.
-    let mut before = if cfg.check_finite { params.data.clone() } else { Vec::new() };
     step.set_threads(cfg.threads);
     for rows in [full, n % full] {
         if rows > 0 {
@@ -119,47 +117,24 @@ pub fn train(
         }
         None => None,
     };
-    let loss_i =
-        step.result_index("loss").ok_or_else(|| RunError::Call("the train step has no `loss` result".into()))?;
-    let scores_i = accuracy_source(func, &schema).and_then(|s| step.result_index(s));
+    let mut epoch_loop = EpochLoop {
+        loss: step.result_index("loss").ok_or_else(|| RunError::Call("the train step has no `loss` result".into()))?,
+        scores: accuracy_source(func, &schema).and_then(|s| step.result_index(s)),
+        step,
+        raw,
+        batch: Batch::new(&schema, full),
+        before: if cfg.check_finite { params.data.clone() } else { Vec::new() },
+        bar: progress_bar(cfg, n.div_ceil(full)),
+    };
     let has_classes = matches!(train.labels, Labels::Class { .. });
-
-    let bar = progress_bar(cfg, n.div_ceil(full));
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..n).collect();
-    let mut batch = Batch::new(&schema, full);
     let mut epochs = Vec::with_capacity(cfg.epochs);
     let started = Instant::now();
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
-        bar.set_position(0);
-        bar.set_message(format!("epoch {epoch}/{}", cfg.epochs));
         order.shuffle(&mut rng);
-        let (mut loss, mut correct) = (0f64, 0usize);
-        for (s, idx) in order.chunks(full).enumerate() {
-            batch.gather(train, idx);
-            if cfg.check_finite {
-                before.copy_from_slice(&params.data);
-            }
-            step.run(&batch, Slab::Mut(&mut params.data), cfg.lr)?;
-            let step_loss = step.result(loss_i, batch.rows)[0];
-            if cfg.check_finite && (!step_loss.is_finite() || params.data.iter().any(|x| !x.is_finite())) {
-                return Err(diagnose(
-                    &raw,
-                    params,
-                    &before,
-                    &batch,
-                    cfg.lr,
-                    &format!("step {} of epoch {epoch}", s + 1),
-                ));
-            }
-            loss += f64::from(step_loss) * batch.rows as f64;
-            if let Some(i) = scores_i {
-                correct +=
-                    count_correct(step.result(i, batch.rows), step.result_width(i), &batch.classes[..batch.rows]);
-            }
-            bar.inc(1);
-        }
+        let (loss, correct) = epoch_loop.run(epoch, cfg, &order, full, train, params)?;
         let train_time = t0.elapsed();
         let val_metrics = match (&mut eval, val) {
             (Some(e), Some(v)) => Some(e.metrics(v, params)?),
@@ -168,17 +143,69 @@ pub fn train(
         let report = EpochReport {
             epoch,
             train_loss: loss / n as f64,
-            train_accuracy: scores_i.filter(|_| has_classes).map(|_| correct as f64 / n as f64),
+            train_accuracy: epoch_loop.scores.filter(|_| has_classes).map(|_| correct as f64 / n as f64),
             val_loss: val_metrics.map(|m| m.loss),
             val_accuracy: val_metrics.and_then(|m| m.accuracy),
             examples_per_s: n as f64 / train_time.as_secs_f64().max(1e-9),
             seconds: t0.elapsed().as_secs_f64(),
         };
-        bar.suspend(|| on_epoch(&report));
+        epoch_loop.bar.suspend(|| on_epoch(&report));
         epochs.push(report);
     }
-    bar.finish_and_clear();
+    epoch_loop.bar.finish_and_clear();
     Ok(TrainReport { epochs, seconds: started.elapsed().as_secs_f64(), compile })
+}
+
+/// The state of the step loop, allocated once before the first epoch.
+struct EpochLoop {
+    step: Runner,
+    /// The step before the optimizer, for `--check-finite`'s float64 re-run.
+    raw: Function,
+    /// Indices of the step's `loss` and accuracy-source results.
+    loss: usize,
+    scores: Option<usize>,
+    batch: Batch,
+    /// The params before the current step (`--check-finite` only).
+    before: Vec<f32>,
+    bar: ProgressBar,
+}
+
+impl EpochLoop {
+    /// One epoch over `order` in minibatches of `full`: the sum of the step losses weighted
+    /// by minibatch size, and the number of correctly classified examples.
+    fn run(
+        &mut self,
+        epoch: usize,
+        cfg: &TrainConfig,
+        order: &[usize],
+        full: usize,
+        train: &Dataset,
+        params: &mut Params,
+    ) -> Result<(f64, usize), RunError> {
+        self.bar.set_position(0);
+        self.bar.set_message(format!("epoch {epoch}/{}", cfg.epochs));
+        let (mut loss, mut correct) = (0f64, 0usize);
+        for (s, idx) in order.chunks(full).enumerate() {
+            let batch = &mut self.batch;
+            batch.gather(train, idx);
+            if cfg.check_finite {
+                self.before.copy_from_slice(&params.data);
+            }
+            self.step.run(batch, Slab::Mut(&mut params.data), cfg.lr)?;
+            let step_loss = self.step.result(self.loss, batch.rows)[0];
+            if cfg.check_finite && (!step_loss.is_finite() || params.data.iter().any(|x| !x.is_finite())) {
+                let context = format!("step {} of epoch {epoch}", s + 1);
+                return Err(diagnose(&self.raw, params, &self.before, batch, cfg.lr, &context));
+            }
+            loss += f64::from(step_loss) * batch.rows as f64;
+            if let Some(i) = self.scores {
+                let scores = self.step.result(i, batch.rows);
+                correct += count_correct(scores, self.step.result_width(i), &batch.classes[..batch.rows]);
+            }
+            self.bar.inc(1);
+        }
+        Ok((loss, correct))
+    }
 }
 
 /// Re-runs the failing step in the float64 interpreter from the params `before` it.
