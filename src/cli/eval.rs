@@ -27,24 +27,9 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
     let model = Model::load(&args.model)?;
     let inputs = bind(&model, &args.set, args.params.as_deref(), args.seed)?;
     let wrt = model.grad_names();
-    let refs: Vec<&str> = wrt.iter().map(String::as_str).collect();
-    let mut vg = model.value_and_grad(&refs)?;
-    let names: Vec<String> = model.func.names.iter().map(|(n, _)| n.clone()).collect();
-    for name in &names {
-        let v = vg.named(name).expect("value_and_grad keeps the names");
-        // Class labels (i32) are arguments: their value is what was set, not a result.
-        if vg.ty(v).is_float() {
-            vg.add_result(format!("value.{name}"), v);
-        }
-    }
+    let vg = with_value_results(&model, &wrt)?;
     if args.check_finite {
-        let tensors: Vec<Tensor> =
-            vg.args.iter().zip(&inputs).map(|(a, d)| Tensor::new(a.ty.shape.sizes(1), d.clone())).collect();
-        match bpc::train::finite::first_non_finite(&vg, 1, &tensors, "--check-finite") {
-            Ok(None) => {}
-            Ok(Some(d)) => return Err(model.render(&d)),
-            Err(e) => return Err(Error(format!("interpreter: {e}"))),
-        }
+        check_finite(&model, &vg, &inputs)?;
     }
     let mut results = if args.interp { interpret(&vg, &inputs)? } else { jit(&model, &vg, &inputs, args.opt.level())? };
     for (a, data) in model.func.args.iter().zip(&inputs) {
@@ -54,7 +39,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
         }
     }
     let find = |key: &str| results.iter().find(|r| r.name == key).expect("every result was computed");
-    let mut values: Vec<&Named> = names.iter().map(|n| find(&format!("value.{n}"))).collect();
+    let mut values: Vec<&Named> = model.func.names.iter().map(|(n, _)| find(&format!("value.{n}"))).collect();
     values.push(find("loss"));
     if model.func.result("output").is_some() {
         values.push(find("output"));
@@ -62,29 +47,59 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
     let grads: Vec<&Named> = wrt.iter().map(|n| find(&format!("grad.{n}"))).collect();
     let hvp = if args.hvp.is_empty() { Vec::new() } else { hvp(&model, args, &inputs)? };
     let hvp: Vec<&Named> = hvp.iter().filter(|r| r.name.starts_with("grad.")).collect();
-    let label = |r: &Named| r.name.split_once('.').map_or(r.name.clone(), |(_, n)| n.to_string());
-    if args.json {
-        let obj = |xs: &[&Named]| json_object(xs.iter().map(|r| (label(r), json_tensor(r))));
-        let mut fields = vec![("values".to_string(), obj(&values)), ("grads".to_string(), obj(&grads))];
-        if !hvp.is_empty() {
-            fields.push(("hvp".to_string(), obj(&hvp)));
-        }
-        println!("{}", json_object(fields));
-    } else {
-        let width = values.iter().chain(&grads).chain(&hvp).map(|r| label(r).len()).max().unwrap_or(0);
-        let sections: [(&str, &[&Named]); 3] = [
-            ("values", &values),
-            ("gradients d loss / d name", &grads),
-            ("Hessian-vector product (H v) per param", &hvp),
-        ];
-        for (title, rows) in sections.iter().filter(|(_, rows)| !rows.is_empty()) {
-            println!("{title}");
-            for r in rows.iter() {
-                println!("  {:width$} = {}", label(r), text_tensor(r));
-            }
+    print(
+        args.json,
+        &[
+            ("values", "values", &values),
+            ("grads", "gradients d loss / d name", &grads),
+            ("hvp", "Hessian-vector product (H v) per param", &hvp),
+        ],
+    );
+    Ok(())
+}
+
+/// Value-and-grad w.r.t. `wrt`, plus a result `value.NAME` per float named value.
+fn with_value_results(model: &Model, wrt: &[String]) -> Result<Function, Error> {
+    let refs: Vec<&str> = wrt.iter().map(String::as_str).collect();
+    let mut vg = model.value_and_grad(&refs)?;
+    for (name, _) in &model.func.names {
+        let v = vg.named(name).expect("value_and_grad keeps the names");
+        // Class labels (i32) are arguments: their value is what was set, not a result.
+        if vg.ty(v).is_float() {
+            vg.add_result(format!("value.{name}"), v);
         }
     }
-    Ok(())
+    Ok(vg)
+}
+
+/// `--check-finite`: the first op of `vg` that is not finite at the point, as an error.
+fn check_finite(model: &Model, vg: &Function, inputs: &[Vec<f64>]) -> Result<(), Error> {
+    let tensors: Vec<Tensor> =
+        vg.args.iter().zip(inputs).map(|(a, d)| Tensor::new(a.ty.shape.sizes(1), d.clone())).collect();
+    match bpc::train::finite::first_non_finite(vg, 1, &tensors, "--check-finite") {
+        Ok(None) => Ok(()),
+        Ok(Some(d)) => Err(model.render(&d)),
+        Err(e) => Err(Error(format!("interpreter: {e}"))),
+    }
+}
+
+/// Prints the non-empty sections `(JSON key, title, rows)`: one JSON object keyed by
+/// section, or titled lists.
+fn print(json: bool, sections: &[(&str, &str, &[&Named])]) {
+    let label = |r: &Named| r.name.split_once('.').map_or(r.name.clone(), |(_, n)| n.to_string());
+    let present = sections.iter().filter(|(_, _, rows)| !rows.is_empty());
+    if json {
+        let obj = |xs: &[&Named]| json_object(xs.iter().map(|r| (label(r), json_tensor(r))));
+        println!("{}", json_object(present.map(|(key, _, rows)| (key.to_string(), obj(rows)))));
+        return;
+    }
+    let width = sections.iter().flat_map(|(_, _, rows)| rows.iter()).map(|r| label(r).len()).max().unwrap_or(0);
+    for (_, title, rows) in present {
+        println!("{title}");
+        for r in rows.iter() {
+            println!("  {:width$} = {}", label(r), text_tensor(r));
+        }
+    }
 }
 
 /// `--hvp`: the Hessian–vector product along the given direction (zero for params not named).
