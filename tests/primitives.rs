@@ -127,13 +127,12 @@ fn jit_gradients_match_the_interpreter_and_finite_differences() {
                 for name in &wrt {
                     let a = model.func.arg_named(name).unwrap().index();
                     let grad = &values[vg.result(&format!("grad.{name}")).unwrap().value.index()].data;
-                    for i in 0..tensors[a].len() {
+                    for (i, &g) in grad.iter().enumerate() {
                         let fd = central_difference(&model.func, &tensors, a, i);
                         assert!(
-                            (grad[i] - fd).abs() <= 1e-6 * fd.abs().max(1.0),
-                            "{} point {point}: d loss / d {name}[{i}] = {}, finite differences {fd}",
-                            case.name,
-                            grad[i]
+                            (g - fd).abs() <= 1e-6 * fd.abs().max(1.0),
+                            "{} point {point}: d loss / d {name}[{i}] = {g}, finite differences {fd}",
+                            case.name
                         );
                     }
                 }
@@ -142,10 +141,13 @@ fn jit_gradients_match_the_interpreter_and_finite_differences() {
     }
 }
 
+/// A lecture example: the model, the point (`--set`), the expected results.
+type LectureCase<'a> = (&'a str, &'a [(&'a str, f32)], &'a [(&'a str, f64)]);
+
 /// The lecture's numbers through the JIT (SPEC §1 table), to 1e-6.
 #[test]
 fn lecture_numbers_through_the_jit() {
-    let cases: &[(&str, &[(&str, f32)], &[(&str, f64)])] = &[
+    let cases: &[LectureCase] = &[
         (
             "examples/add_mul.bp",
             &[("x", -2.0), ("y", 5.0), ("z", -4.0)],
