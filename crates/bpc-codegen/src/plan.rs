@@ -156,7 +156,7 @@ pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Plan {
             p.result_slot.entry(r.value).or_insert(j);
         }
     }
-    let live = liveness(func);
+    let live = func.live_values();
     for v in func.values() {
         if live[v.index()] {
             let view = p.value(v);
@@ -187,22 +187,6 @@ fn computes(inst: &Inst) -> bool {
         | Inst::OneHot { .. }
         | Inst::Scatter { .. } => true,
     }
-}
-
-/// Values that some result depends on (the rest are skipped).
-fn liveness(func: &Function) -> Vec<bool> {
-    let mut live = vec![false; func.len()];
-    for r in &func.results {
-        live[r.value.index()] = true;
-    }
-    for v in func.values().rev() {
-        if live[v.index()] {
-            for o in func.inst(v).operands() {
-                live[o.index()] = true;
-            }
-        }
-    }
-    live
 }
 
 impl Planner<'_> {

@@ -354,6 +354,23 @@ impl Function {
         self.results.push(Output { name: name.into(), value, update: None });
     }
 
+    /// `live[v]`: some result depends on `v`. One backward scan suffices, since operands
+    /// precede their uses.
+    pub fn live_values(&self) -> Vec<bool> {
+        let mut live = vec![false; self.len()];
+        for r in &self.results {
+            live[r.value.index()] = true;
+        }
+        for v in self.values().rev() {
+            if live[v.index()] {
+                for o in self.inst(v).operands() {
+                    live[o.index()] = true;
+                }
+            }
+        }
+        live
+    }
+
     /// Args of kind `Param`, in declaration order.
     pub fn params(&self) -> impl Iterator<Item = ArgId> + '_ {
         self.args_where(|k| matches!(k, ArgKind::Param { .. }))

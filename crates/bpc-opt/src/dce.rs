@@ -9,7 +9,7 @@ use bpc_ir::{Function, Output, Value};
 /// surviving value at or after it; `None` if no adjoint value survives) are remapped.
 /// Arguments are the calling convention and are all kept, read or not.
 pub fn eliminate_dead_code(func: &Function) -> Function {
-    let live = live_values(func);
+    let live = func.live_values();
     let mut out = Function::new(func.name.clone());
     out.args = func.args.clone();
     let mut renumber: Vec<Option<Value>> = vec![None; func.len()];
@@ -24,22 +24,6 @@ pub fn eliminate_dead_code(func: &Function) -> Function {
     out.names = func.names.iter().filter_map(|(n, v)| new(*v).map(|v| (n.clone(), v))).collect();
     out.adjoint_start = func.adjoint_start.and_then(|s| func.values().skip(s.index()).find_map(new));
     out
-}
-
-/// `live[v]`: some result depends on `v`. One backward scan suffices: operands precede uses.
-fn live_values(func: &Function) -> Vec<bool> {
-    let mut live = vec![false; func.len()];
-    for r in &func.results {
-        live[r.value.index()] = true;
-    }
-    for v in func.values().rev() {
-        if live[v.index()] {
-            for o in func.inst(v).operands() {
-                live[o.index()] = true;
-            }
-        }
-    }
-    live
 }
 
 #[cfg(test)]
