@@ -289,6 +289,27 @@ fn unavailable_stage_and_bad_flags() {
     assert_eq!(o.status.code(), Some(2), "clap reports a missing --data");
     let err = fails(&["train", "examples/iris.bp", "--data", "examples/data/iris_train.csv", "--optimizer", "adam"]);
     assert!(err.contains("--optimizer adam is not available yet"), "{err}");
+    for (flag, value, want) in [
+        ("--lr", "-1", "expected a positive finite learning rate, found `-1`"),
+        ("--lr", "nan", "expected a positive finite learning rate, found `nan`"),
+        ("--epochs", "-1", "expected a whole number of at least 1, found `-1`"),
+        ("--batch", "0", "expected a whole number of at least 1, found `0`"),
+        ("--seed", "-3", "expected a whole number (0 or more), found `-3`"),
+    ] {
+        let o = bpc(&["train", "examples/iris.bp", "--data", "examples/data/iris_train.csv", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}");
+        assert!(stderr(&o).contains(want), "{flag} {value}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn mistyped_command_and_missing_stage_are_usage_errors() {
+    let o = bpc(&["evl", "examples/add_mul.bp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown command `evl`: the commands are eval, train, predict, check, bench"));
+    let o = bpc(&["examples/add_mul.bp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nothing to do: give --emit-ir, --emit STAGE or a command"));
 }
 
 #[test]
@@ -307,6 +328,14 @@ fn failed_training_overwrites_nothing() {
         "no/dir/p.safetensors",
     ]);
     assert!(err.contains("no/dir/p.safetensors: cannot write"), "{err}");
+    // A run whose loss overflows stops at that step and keeps the old checkpoint.
+    let model = s.file(
+        "div.bp",
+        "input x[4]\nlabel y : class(3)\nparam W[3, 4] ~ normal(0, 1)\nloss cross_entropy(exp(W @ x), y)\n",
+    );
+    let err = fails(&["train", &model, "--data", "examples/data/iris_train.csv", "--lr", "10", "--save", &save]);
+    assert!(err.contains("training diverged: the loss is NaN at step 2 of epoch 1; nothing was saved"), "{err}");
+    assert_eq!(std::fs::read_to_string(&save).unwrap(), "precious");
 }
 
 // ---------------------------------------------------------------- training

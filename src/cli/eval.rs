@@ -168,8 +168,10 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
             && s.data.iter().any(|&c| c.fract() != 0.0 || c < 0.0 || c >= k as f64)
         {
             return Err(Error(format!(
-                "in --set '{}': {} is class({k}): expected an integer in 0..{k}",
-                s.text, s.name
+                "in --set '{}': {} is class({k}): expected an integer from 0 to {}",
+                s.text,
+                s.name,
+                k - 1
             )));
         }
         out[id.index()] = Some(s.data.clone());

@@ -15,7 +15,7 @@ mod train;
 use std::path::PathBuf;
 
 use bpc::{Error, OptLevel};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// bpc: a JIT-compiled gradient compiler for small models written like the lecture.
 #[derive(Parser, Debug)]
@@ -32,7 +32,7 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "STAGE")]
     emit: Option<Stage>,
     /// Minibatch size the train step is compiled for by `--emit clif` and `--emit stats`.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 32, allow_hyphen_values = true, value_parser = at_least_one)]
     batch: u64,
     /// For `--emit dot|svg`: evaluate at this example and annotate every edge with its value
     /// and gradient (`NAME=VALUE` pairs, as for `eval`).
@@ -116,7 +116,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "P.safetensors")]
     pub params: Option<PathBuf>,
     /// Seed of the initializers.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number)]
     pub seed: u64,
     /// Also print the Hessian-vector product of the loss w.r.t. the params along this
     /// direction: `NAME=VALUE` pairs for one or more params (the others are zero).
@@ -148,19 +148,20 @@ pub struct TrainArgs {
     /// The label column (default: `label`, else the last column).
     #[arg(long, value_name = "COLUMN")]
     pub label: Option<String>,
-    #[arg(long, default_value_t = 10)]
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10, allow_hyphen_values = true, value_parser = at_least_one_usize)]
     pub epochs: usize,
     /// Minibatch size.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 32, allow_hyphen_values = true, value_parser = at_least_one)]
     pub batch: u64,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true, value_parser = learning_rate)]
     pub lr: f32,
     /// The update rule (only `sgd` is compiled so far).
     #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
     pub optimizer: OptimizerArg,
     /// Seed of the initializers and of the shuffling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number)]
     pub seed: u64,
     /// Scale features by the training set's mean and standard deviation.
     #[arg(long)]
@@ -175,7 +176,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "curve.svg")]
     pub plot: Option<PathBuf>,
     /// Threads for large matrix products (default: all cores).
-    #[arg(long, value_name = "T", default_value_t = 0)]
+    #[arg(long, value_name = "T", default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number_usize)]
     pub threads: usize,
     /// Stop at the first step whose loss or params are inf or NaN, naming the op at fault.
     #[arg(long)]
@@ -222,7 +223,7 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 1e-6)]
     pub tol: f64,
     /// Examples in the minibatch checked.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 4, allow_hyphen_values = true, value_parser = at_least_one)]
     pub rows: u64,
     /// Elements checked per tensor (evenly spaced) when it has more.
     #[arg(long, default_value_t = 32)]
@@ -231,7 +232,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "P.safetensors")]
     pub params: Option<PathBuf>,
     /// Seed of the initializers.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number)]
     pub seed: u64,
     /// Print one JSON object.
     #[arg(long)]
@@ -242,13 +243,13 @@ pub struct CheckArgs {
 pub struct BenchArgs {
     pub model: PathBuf,
     /// Minibatch size.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 32, allow_hyphen_values = true, value_parser = at_least_one)]
     pub batch: u64,
     /// Learning rate passed to the step.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true, value_parser = learning_rate)]
     pub lr: f32,
     /// Seed of the initializers.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number)]
     pub seed: u64,
     /// Run for at least this many seconds ...
     #[arg(long, default_value_t = 1.0)]
@@ -257,7 +258,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub min_steps: u64,
     /// Threads for large matrix products (default: all cores).
-    #[arg(long, value_name = "T", default_value_t = 0)]
+    #[arg(long, value_name = "T", default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number_usize)]
     pub threads: usize,
     /// Print one JSON object.
     #[arg(long)]
@@ -276,15 +277,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Bench(a)) => bench::run(&a),
         None => {
             let Some(model) = cli.model else {
-                return Err(Error("no model given: try `bpc MODEL.bp --emit-ir` or `bpc --help`".into()));
+                usage_error("no model given: try `bpc MODEL.bp --emit-ir` or `bpc --help`");
             };
             let stage = match (cli.emit_ir, cli.emit) {
                 (true, Some(s)) if s != Stage::Ir => {
-                    return Err(Error("--emit-ir and --emit are two spellings of one flag; give one".into()));
+                    usage_error("--emit-ir and --emit are two spellings of one flag; give one");
                 }
                 (true, _) => Stage::Ir,
                 (false, Some(s)) => s,
-                (false, None) => return Err(Error("nothing to do: give --emit-ir, --emit STAGE or a command".into())),
+                (false, None) => usage_error("nothing to do: give --emit-ir, --emit STAGE or a command"),
             };
             let opts =
                 emit::EmitOptions { level: cli.opt.level(), batch: cli.batch as usize, set: cli.set, seed: cli.seed };
@@ -293,8 +294,59 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// Prints a usage error the way clap does (with the usage line) and exits with status 2.
+fn usage_error(message: &str) -> ! {
+    Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit()
+}
+
+/// Catches a mistyped command before clap reads it as a model path (which gives a confusing
+/// "subcommand cannot be used with [MODEL]"): the first argument is neither a flag, a command,
+/// a `.bp` file nor an existing path.
+pub fn check_command_word(args: &[std::ffi::OsString]) {
+    let Some(first) = args.get(1).and_then(|a| a.to_str()) else { return };
+    let commands: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+    let is_model = first.ends_with(".bp") || std::path::Path::new(first).exists();
+    if first.starts_with('-') || is_model || commands.iter().any(|c| c == first) {
+        return;
+    }
+    let message = format!(
+        "unknown command `{first}`: the commands are {}; or give a model file, as in `bpc MODEL.bp --emit-ir`",
+        commands.iter().filter(|c| *c != "help").cloned().collect::<Vec<_>>().join(", ")
+    );
+    Cli::command().error(clap::error::ErrorKind::InvalidSubcommand, message).exit()
+}
+
 /// A JSON object with its keys in the given order; values are JSON text already.
 pub fn json_object(fields: impl IntoIterator<Item = (String, String)>) -> String {
     let parts: Vec<String> = fields.into_iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k))).collect();
     format!("{{{}}}", parts.join(","))
+}
+
+/// `--batch`, `--rows`: a whole number of at least 1.
+fn at_least_one(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, found `{text}`")),
+    }
+}
+
+fn at_least_one_usize(text: &str) -> Result<usize, String> {
+    at_least_one(text).map(|n| n as usize)
+}
+
+/// `--seed`, `--threads`: a whole number, 0 or more.
+fn whole_number(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().map_err(|_| format!("expected a whole number (0 or more), found `{text}`"))
+}
+
+fn whole_number_usize(text: &str) -> Result<usize, String> {
+    whole_number(text).map(|n| n as usize)
+}
+
+/// `--lr`: a finite positive number (a negative rate would climb the loss).
+fn learning_rate(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
+        _ => Err(format!("expected a positive finite learning rate, found `{text}`")),
+    }
 }

@@ -127,8 +127,9 @@ impl ValueParser<'_> {
         }
         let tok = String::from_utf8_lossy(&self.s[start..self.i]);
         match tok.parse::<f64>() {
-            Ok(x) if !tok.is_empty() => Ok(x),
-            _ => Err(format!("expected a number, found `{tok}`")),
+            Ok(x) if (x as f32).is_finite() => Ok(x),
+            Ok(_) => Err(format!("`{tok}` is not a finite float32 number")),
+            Err(_) => Err(format!("expected a number, found `{tok}`")),
         }
     }
 }
@@ -139,6 +140,14 @@ mod tests {
 
     fn one(name: &str, shape: &[usize], data: &[f64], text: &str) -> Setting {
         Setting { name: name.into(), shape: shape.to_vec(), data: data.to_vec(), text: text.into() }
+    }
+
+    #[test]
+    fn non_finite_values_are_refused() {
+        for bad in ["x=1e40", "x=nan", "x=-inf"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("is not a finite float32 number"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -102,9 +102,6 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
             report.compile_time().as_secs_f64() * 1e3
         );
     }
-    if report.epochs.last().is_some_and(|e| !e.train_loss.is_finite()) {
-        eprintln!("warning: the training loss is not finite; try a smaller --lr or --standardize");
-    }
     Ok(())
 }
 
@@ -139,6 +136,6 @@ pub fn run_error(model: &Model, e: RunError) -> Error {
     match e {
         RunError::Program(d) | RunError::NonFinite(d) => model.render(&d),
         RunError::Compile(m) => Error(format!("{}: code generation failed: {m}", model.source.path)),
-        RunError::Call(m) => Error(format!("{}: {m}", model.source.path)),
+        RunError::Call(m) | RunError::Diverged(m) => Error(format!("{}: {m}", model.source.path)),
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::labels::LabelReader;
@@ -150,7 +150,7 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
     let header: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f.trim_ascii()).into_owned()).collect();
     let loc = Locator { path, shown: &shown };
     if header.iter().all(|h| parse_number(h.as_bytes()).is_ok()) {
-        return Err(loc.at(1, 0, "expected a header row naming the columns, found numbers"));
+        return Err(loc.at(0, "expected a header row naming the columns, found numbers"));
     }
     let label_idx = label_column(&header, schema, opts, &loc)?;
     check_width(&header, label_idx, schema, &loc)?;
@@ -163,12 +163,11 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
         if rec.len() == 1 && rec[0].trim_ascii().is_empty() {
             continue; // a blank or all-space line
         }
-        let line = rec.position().map_or(0, |p| p.line());
         let byte = rec.position().map_or(0, |p| p.byte());
         if rec.len() != ncols {
             let col = if rec.len() < ncols { None } else { Some(ncols) };
             let msg = format!("expected {ncols} fields as in the header, found {}", rec.len());
-            return Err(loc.at_field(byte, line, col, msg));
+            return Err(loc.at_field(byte, col, msg));
         }
         for (i, field) in rec.iter().enumerate() {
             let field = field.trim_ascii();
@@ -180,7 +179,7 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
                     .map_err(|found| format!("expected a number in column `{}`, found {found}", header[i]))
             };
             if let Err(msg) = res {
-                return Err(loc.at_field(byte, line, Some(i), msg));
+                return Err(loc.at_field(byte, Some(i), msg));
             }
         }
         rows += 1;
@@ -212,7 +211,7 @@ fn label_column(
     if let Some(name) = opts.label_column {
         return match header.iter().position(|h| h == name) {
             Some(i) => Ok(Some(i)),
-            None => Err(loc.at(1, 0, format!("no column named `{name}` for --label (columns: {})", list(header)))),
+            None => Err(loc.at(0, format!("no column named `{name}` for --label (columns: {})", list(header)))),
         };
     }
     if schema.label.is_none() {
@@ -236,7 +235,6 @@ fn check_width(header: &[String], label: Option<usize>, schema: &Schema, loc: &L
         None => "and no label column".to_string(),
     };
     Err(loc.at(
-        1,
         0,
         format!(
             "the model's inputs ({}) take {want} columns per example, but the file has {have} columns {besides}",
@@ -280,34 +278,45 @@ fn csv_error(path: &str, e: csv::Error) -> DataError {
     DataError { path: path.to_string(), at, message }
 }
 
-/// Finds character columns for errors by re-reading the offending line (errors only).
+/// Finds lines and character columns for errors by re-reading the file up to the offending
+/// record (errors only). Lines are counted from the record's byte offset rather than taken
+/// from the CSV reader, whose count is off for CRLF files.
 struct Locator<'a> {
     path: &'a Path,
     shown: &'a str,
 }
 
 impl Locator<'_> {
-    /// An error at `line`, at the start of field `field` (0-based) of that line.
-    fn at(&self, line: u64, field: usize, message: impl Into<String>) -> DataError {
-        let column = self.column(0, Some(field)).unwrap_or(1);
-        DataError { path: self.shown.to_string(), at: Some((line, column)), message: message.into() }
+    /// An error in the header row, at the start of field `field` (0-based).
+    fn at(&self, field: usize, message: impl Into<String>) -> DataError {
+        self.at_field(0, Some(field), message)
     }
 
     /// An error in the record starting at byte `byte`: at field `field`, or at the end of
     /// the line when `None`.
-    fn at_field(&self, byte: u64, line: u64, field: Option<usize>, message: impl Into<String>) -> DataError {
-        let column = self.column(byte, field).unwrap_or(1);
-        DataError { path: self.shown.to_string(), at: Some((line, column)), message: message.into() }
+    fn at_field(&self, byte: u64, field: Option<usize>, message: impl Into<String>) -> DataError {
+        let at = self.position(byte, field).unwrap_or((1, 1));
+        DataError { path: self.shown.to_string(), at: Some(at), message: message.into() }
     }
 
-    fn column(&self, byte: u64, field: Option<usize>) -> Option<u64> {
-        let mut r = open(self.path).ok()?;
-        io::copy(&mut r.by_ref().take(byte), &mut io::sink()).ok()?;
+    /// The 1-based line and column of field `field` of the record at byte `byte`.
+    fn position(&self, byte: u64, field: Option<usize>) -> Option<(u64, u64)> {
+        let mut r = BufReader::new(open(self.path).ok()?);
+        let mut prefix = Vec::new();
+        r.by_ref().take(byte).read_to_end(&mut prefix).ok()?;
+        let mut line = 1 + prefix.iter().filter(|&&b| b == b'\n').count() as u64;
         let mut raw = Vec::new();
-        BufReader::new(r).read_until(b'\n', &mut raw).ok()?;
+        r.read_until(b'\n', &mut raw).ok()?;
+        // A record's offset may point at the `\n` of the previous line's CRLF, or at empty
+        // lines the reader skipped.
+        while raw.ends_with(b"\n") && raw.iter().all(|&b| b == b'\r' || b == b'\n') {
+            line += 1;
+            raw.clear();
+            r.read_until(b'\n', &mut raw).ok()?;
+        }
         let text = String::from_utf8_lossy(&raw);
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        Some(field_column(text.trim_end_matches(['\r', '\n']), field))
+        Some((line, field_column(text.trim_end_matches(['\r', '\n']), field)))
     }
 }
 
@@ -384,6 +393,19 @@ mod tests {
     }
 
     #[test]
+    fn crlf_errors_point_at_the_right_line_and_column() {
+        let s = schema(4, Some(LabelKind::Class(2)));
+        let bad = "a,b,c,d,label\r\n1,2,3,4,0\r\n1,2,3,4,0\r\n1,2,3,4,0\r\n1,2,x,4,1\r\n";
+        assert_eq!(load_text(bad, &s).unwrap_err().at, Some((5, 5)));
+        let ragged = "a,b,c,d,label\r\n1,2,3,4,0\r\n1,2,3,4\r\n";
+        assert_eq!(load_text(ragged, &s).unwrap_err().at, Some((3, 8)));
+        let blank_lines = "a,b,c,d,label\r\n\r\n1,2,3,4,0\r\n\r\n1,2,3,y,0\r\n";
+        assert_eq!(load_text(blank_lines, &s).unwrap_err().at, Some((5, 7)));
+        let bom_crlf = "\u{feff}a,b,c,d,label\r\n1,2,3,4,7\r\n";
+        assert_eq!(load_text(bom_crlf, &s).unwrap_err().at, Some((2, 9)));
+    }
+
+    #[test]
     fn class_names_map_in_sorted_order() {
         let text = "f,species\n1,virginica\n2,setosa\n3,versicolor\n4,setosa\n";
         let d = load_text(text, &schema(1, Some(LabelKind::Class(3)))).unwrap();
@@ -403,7 +425,7 @@ mod tests {
     fn label_by_name_real_labels_and_gzip() {
         let dir = TempDir::new("gz");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        io::Write::write_all(&mut gz, b"target,a,b\n1.5,1,2\n-2,3,4\n").unwrap();
+        std::io::Write::write_all(&mut gz, b"target,a,b\n1.5,1,2\n-2,3,4\n").unwrap();
         let path = dir.write("d.csv.gz", &gz.finish().unwrap());
         let opts = LoadOptions { label_column: Some("target"), ..LoadOptions::default() };
         let d = load(&path, &schema(2, Some(LabelKind::Real)), &opts).unwrap();
@@ -443,13 +465,13 @@ mod tests {
         let s = schema(1, Some(LabelKind::Class(3)));
         assert_eq!(
             err("a,label\n1,0\n2,3\n", &s),
-            "d.csv:3:3: class label `3` is out of range: expected an integer in 0..3"
+            "d.csv:3:3: class label `3` is out of range: expected 0 to 2 for class(3)"
         );
+        assert_eq!(err("a,label\n1,1.5\n", &s), "d.csv:2:3: class label `1.5` is not an integer: expected 0 to 2");
         assert_eq!(
-            err("a,label\n1,1.5\n", &s),
-            "d.csv:2:3: class label `1.5` is out of range: expected an integer in 0..3"
+            err("a,label\n1,0\n1,cat\n", &s),
+            "d.csv:3:3: expected an integer class label from 0 to 2, found `cat`"
         );
-        assert_eq!(err("a,label\n1,0\n1,cat\n", &s), "d.csv:3:3: expected an integer class label in 0..3, found `cat`");
         let two = schema(1, Some(LabelKind::Class(2)));
         assert_eq!(
             err("a,label\n1,ant\n1,bee\n1,cat\n", &two),

@@ -135,6 +135,12 @@ pub fn train(
         let t0 = Instant::now();
         order.shuffle(&mut rng);
         let (loss, correct) = epoch_loop.run(epoch, cfg, &order, full, train, params)?;
+        if params.data.iter().any(|x| !x.is_finite()) {
+            return Err(RunError::Diverged(format!(
+                "training diverged: params became inf or NaN in epoch {epoch}; nothing was saved \
+                 (try a smaller --lr or --standardize; --check-finite names the op that overflowed)"
+            )));
+        }
         let train_time = t0.elapsed();
         let val_metrics = match (&mut eval, val) {
             (Some(e), Some(v)) => Some(e.metrics(v, params)?),
@@ -196,6 +202,13 @@ impl EpochLoop {
             if cfg.check_finite && (!step_loss.is_finite() || params.data.iter().any(|x| !x.is_finite())) {
                 let context = format!("step {} of epoch {epoch}", s + 1);
                 return Err(diagnose(&self.raw, params, &self.before, batch, cfg.lr, &context));
+            }
+            if !step_loss.is_finite() {
+                return Err(RunError::Diverged(format!(
+                    "training diverged: the loss is {step_loss} at step {} of epoch {epoch}; nothing was saved \
+                     (try a smaller --lr or --standardize; --check-finite names the op that overflowed)",
+                    s + 1
+                )));
             }
             loss += f64::from(step_loss) * batch.rows as f64;
             if let Some(i) = self.scores {

@@ -64,8 +64,14 @@ impl LabelReader {
         let class = match mode {
             Mode::Integers => match numeric {
                 Some(c) if c.fract() == 0.0 && c >= 0.0 && c < k as f64 => c as i32,
-                Some(_) => return Err(format!("class label `{text}` is out of range: expected an integer in 0..{k}")),
-                None => return Err(format!("expected an integer class label in 0..{k}, found `{text}`")),
+                Some(c) if c.fract() == 0.0 => {
+                    return Err(format!(
+                        "class label `{text}` is out of range: expected 0 to {} for class({k})",
+                        k - 1
+                    ));
+                }
+                Some(_) => return Err(format!("class label `{text}` is not an integer: expected 0 to {}", k - 1)),
+                None => return Err(format!("expected an integer class label from 0 to {}, found `{text}`", k - 1)),
             },
             Mode::GivenNames(map, names) => match map.get(text.as_ref()) {
                 Some(&c) => c,

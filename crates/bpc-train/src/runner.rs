@@ -27,6 +27,8 @@ pub enum RunError {
     Call(String),
     /// `--check-finite`: a step produced inf or NaN; the diagnostic names the op.
     NonFinite(bpc_ir::Diagnostic),
+    /// A step's loss was inf or NaN (training stops there; nothing is saved).
+    Diverged(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -34,7 +36,7 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Program(d) | RunError::NonFinite(d) => write!(f, "{}", d.message),
             RunError::Compile(m) => write!(f, "code generation failed: {m}"),
-            RunError::Call(m) => f.write_str(m),
+            RunError::Call(m) | RunError::Diverged(m) => f.write_str(m),
         }
     }
 }
