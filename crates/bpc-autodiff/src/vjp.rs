@@ -95,8 +95,8 @@ fn binary(s: &mut Sweep, op: BinaryOp, a: Value, b: Value, out: Value, ct: Value
             s.give(a, |_| ct);
             s.give(b, |s| s.un(UnaryOp::Neg, ct));
         }
-        // a·b: ct·b, ct·a.
-        BinaryOp::Mul => {
+        // a·b (and the strong-zero a·b): ct·b, ct·a.
+        BinaryOp::Mul | BinaryOp::StrongMul => {
             s.chain(a, ct, |_| b);
             s.chain(b, ct, |_| a);
         }

@@ -324,6 +324,7 @@ fn binary(e: &mut Em, op: BinaryOp, a: Value, b: Value) -> Value {
         BinaryOp::Add => e.add(a, b),
         BinaryOp::Sub => e.sub(a, b),
         BinaryOp::Mul => e.mul(a, b),
+        BinaryOp::StrongMul => e.strong_mul(a, b),
         BinaryOp::Div => e.div(a, b),
         BinaryOp::Pow => e.pow(a, b),
         BinaryOp::Max => e.max(a, b),

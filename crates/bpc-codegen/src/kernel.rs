@@ -116,6 +116,7 @@ fn fn2_cost(f: Fn2) -> usize {
     match f {
         Fn2::Ir(op) => match op {
             BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul => 1,
+            BinaryOp::StrongMul => 4,
             BinaryOp::Div => 4,
             BinaryOp::Max | BinaryOp::Min => 4,
             BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq => 2,

@@ -116,6 +116,16 @@ impl Em<'_, '_> {
         self.as_f(bits)
     }
 
+    /// `a·b`, but `+0` wherever `a` or `b` is `±0` (the adjoint's strong zero).
+    pub fn strong_mul(&mut self, a: Value, b: Value) -> Value {
+        let p = self.mul(a, b);
+        let zero = self.c(0.0);
+        let za = self.cmp(FloatCC::Equal, a, zero);
+        let zb = self.cmp(FloatCC::Equal, b, zero);
+        let z = self.or(za, zb);
+        self.b.ins().band_not(p, z)
+    }
+
     /// `(1.0 where mask) else 0.0`.
     pub fn mask01(&mut self, mask: Value) -> Value {
         let one = self.c(1.0);

@@ -63,6 +63,10 @@ op_table! {
         Add = "add",
         Sub = "sub",
         Mul = "mul",
+        /// `a·b`, except exactly `0` when either factor is `±0` (even if the other is inf or
+        /// NaN): the *strong zero* product of the adjoint (SPEC §2), so an inactive branch or a
+        /// zero cotangent never turns `0·inf` into NaN.
+        StrongMul = "strong_mul",
         Div = "div",
         /// `x^y` with IEEE `pow` semantics (`0^0 = 1`, `0^-1 = inf`).
         Pow = "pow",
@@ -132,6 +136,13 @@ impl BinaryOp {
             BinaryOp::Add => a + b,
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
+            BinaryOp::StrongMul => {
+                if a == 0.0 || b == 0.0 {
+                    0.0
+                } else {
+                    a * b
+                }
+            }
             BinaryOp::Div => a / b,
             BinaryOp::Pow => a.powf(b),
             BinaryOp::Max => {
@@ -167,6 +178,7 @@ impl BinaryOp {
             BinaryOp::Add
             | BinaryOp::Sub
             | BinaryOp::Mul
+            | BinaryOp::StrongMul
             | BinaryOp::Div
             | BinaryOp::Pow
             | BinaryOp::Max

@@ -248,7 +248,7 @@ fn binary_symbol(op: BinaryOp) -> &'static str {
     match op {
         BinaryOp::Add => "+",
         BinaryOp::Sub => "-",
-        BinaryOp::Mul => "*",
+        BinaryOp::Mul | BinaryOp::StrongMul => "*",
         BinaryOp::Div => "/",
         BinaryOp::Pow => "^",
         BinaryOp::Max => "max",
