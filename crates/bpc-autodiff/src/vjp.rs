@@ -10,8 +10,17 @@
 //! binary `max`/`min` gives half the cotangent to each side, a reducing `max`/`min` splits it
 //! evenly among the tied extrema; comparisons, masks and class labels get no gradient.
 //!
-//! Every product "cotangent × local partial derivative" goes through [`Sweep::scale`], so the
-//! strong-zero product of SPEC §2 is one change in one place.
+//! **Strong zeros.** Every product "cotangent × local partial derivative" goes through
+//! [`Sweep::scale`], which emits `strong_mul` (exactly 0 where either factor is ±0), and so do
+//! the quotients (`ct/x` is `ct ⊙ (1/x)`) and the tie split of a reducing max (`mask ⊙ 1/count`).
+//! So the inactive branch of `where`/`max`, or `sqrt`/`log` at 0 behind a zero factor, never
+//! leaks inf or NaN into a gradient. GEMMs (matmul's rule) are plain IEEE, as SPEC §2 says.
+//!
+//! **Second order.** The rules emit only primitives, so the adjoint is differentiated like any
+//! program. `strong_mul`'s own rule is `mul`'s with strong products, `ct ⊙ b` and `ct ⊙ a`:
+//! where no factor is 0 it is the product rule; where `a = 0` (or `b = 0`) with finite factors
+//! `strong_mul` equals `a·b`, so the product rule is still its derivative; and a forced zero
+//! stays a hard zero one order up (the grad of grad of `where(x > 0, sqrt(x), 0)` at 0 is 0).
 
 use bpc_ir::{BinaryOp, Dim, Inst, ReduceOp, Shape, UnaryOp, Value};
 
@@ -95,7 +104,7 @@ fn binary(s: &mut Sweep, op: BinaryOp, a: Value, b: Value, out: Value, ct: Value
             s.give(a, |_| ct);
             s.give(b, |s| s.un(UnaryOp::Neg, ct));
         }
-        // a·b (and the strong-zero a·b): ct·b, ct·a.
+        // a·b: ct·b, ct·a. strong_mul: the same (see "Second order" above).
         BinaryOp::Mul | BinaryOp::StrongMul => {
             s.chain(a, ct, |_| b);
             s.chain(b, ct, |_| a);
@@ -105,7 +114,7 @@ fn binary(s: &mut Sweep, op: BinaryOp, a: Value, b: Value, out: Value, ct: Value
             s.chain(a, ct, |s| s.c_bin(BinaryOp::Div, 1.0, b));
             s.chain(b, ct, |s| s.neg_quotient(out, b));
         }
-        // aᵇ: ct·b·aᵇ⁻¹ (a constant exponent c: ct·c·aᶜ⁻¹), and ct·out·log a to a tensor exponent.
+        // aᵇ: ct·b·aᵇ⁻¹ (0 at b = 0), and ct·out·log a to a tensor exponent (0 at a = 0).
         BinaryOp::Pow => {
             s.chain(a, ct, |s| s.power_slope(a, b));
             s.chain(b, ct, |s| s.times_log(out, a));
@@ -131,7 +140,7 @@ fn reduce(s: &mut Sweep, op: ReduceOp, x: Value, axes: &[usize], out: Value, ct:
         ReduceOp::Sum => s.give(x, |s| s.unreduce(ct, x, axes)),
         // mean: ct/n broadcast back; n counts the batch axis as `batch_size`.
         ReduceOp::Mean => s.give(x, |s| s.mean_vjp(ct, x, axes)),
-        // max/min: ct split evenly among the tied extrema: mask = (x == out), ct·mask/Σ mask.
+        // max/min: ct split evenly among the tied extrema: mask = (x == out), ct·mask·(1/Σ mask).
         ReduceOp::Max | ReduceOp::Min => s.give(x, |s| s.extremum_vjp(ct, x, out, axes)),
         // logsumexp: ct·softmax(x) = ct·exp(x − out).
         ReduceOp::LogSumExp => s.give(x, |s| s.logsumexp_vjp(ct, x, out, axes)),
@@ -139,11 +148,13 @@ fn reduce(s: &mut Sweep, op: ReduceOp, x: Value, axes: &[usize], out: Value, ct:
 }
 
 impl Sweep {
-    /// The product of a cotangent `ct` and a local partial derivative `d` of the same type.
-    /// The one place the adjoint multiplies a cotangent: `mul` today; SPEC §2's strong zero
-    /// (exactly 0 when either factor is 0) goes here.
+    /// The product of a cotangent `ct` and a local partial derivative `d` of the same type:
+    /// `strong_mul`, exactly 0 where either factor is ±0 (SPEC §2's strong zero). The one
+    /// place the adjoint multiplies a cotangent, so an inactive branch (`ct = 0`) never turns
+    /// an infinite or NaN partial (`sqrt'(0)`, `log'(0)`) into NaN, and a zero partial (a
+    /// relu that is off, a tie weight of 0) never passes on an infinite or NaN cotangent.
     pub(crate) fn scale(&mut self, ct: Value, d: Value) -> Value {
-        self.bin(BinaryOp::Mul, ct, d)
+        self.bin(BinaryOp::StrongMul, ct, d)
     }
 
     /// The chain rule for one operand: gives `to` the contribution `ct · partial`, building
@@ -199,22 +210,40 @@ impl Sweep {
         self.un(UnaryOp::Neg, q)
     }
 
-    /// `∂aᵇ/∂a = b·aᵇ⁻¹`, with the exponent folded when it is a constant.
+    /// `∂aᵇ/∂a = b·aᵇ⁻¹`, and exactly 0 where `b = 0` (`a⁰ = 1` for every `a`, so even at
+    /// `a = 0`, where `aᵇ⁻¹ = inf`): a strong-zero product, as JAX's `_pow_jvp_lhs` selects 0
+    /// at `b = 0`. A constant exponent `c` is folded (`c = 0` gives 0).
     fn power_slope(&mut self, a: Value, b: Value) -> Value {
-        let (coef, pow) = match self.constant(b) {
-            Some(c) => (self.splat_like(c, a), self.bin_c(BinaryOp::Pow, a, c - 1.0)),
+        match self.constant(b) {
+            Some(c) if c == 0.0 => self.splat_like(0.0, a),
+            Some(c) => {
+                let coef = self.splat_like(c, a);
+                let pow = self.bin_c(BinaryOp::Pow, a, c - 1.0);
+                self.bin(BinaryOp::Mul, coef, pow)
+            }
             None => {
                 let e = self.bin_c(BinaryOp::Sub, b, 1.0);
-                (b, self.bin(BinaryOp::Pow, a, e))
+                let pow = self.bin(BinaryOp::Pow, a, e);
+                self.bin(BinaryOp::StrongMul, b, pow)
             }
-        };
-        self.bin(BinaryOp::Mul, coef, pow)
+        }
     }
 
-    /// `out·log a`, the partial of `aᵇ` in `b`.
+    /// `∂aᵇ/∂b = aᵇ·log a`, with `log 0` taken as 0 (JAX's `_replace_zero`): `0ᵇ` is 0 for
+    /// every `b > 0`, so its slope in `b` is 0, not `0·(−inf)`. A strong-zero product; a
+    /// negative base gives NaN (`aᵇ` is defined only at integer `b` there), as in JAX and
+    /// PyTorch. A constant base is folded.
     fn times_log(&mut self, out: Value, a: Value) -> Value {
-        let l = self.un(UnaryOp::Log, a);
-        self.bin(BinaryOp::Mul, out, l)
+        let l = match self.constant(a) {
+            Some(c) => self.splat_like(if c == 0.0 { 0.0 } else { c.ln() }, a),
+            None => {
+                let zero = self.bin_c(BinaryOp::Eq, a, 0.0);
+                let one = self.splat_like(1.0, a);
+                let safe = self.ins(Inst::Select { cond: zero, on_true: one, on_false: a });
+                self.un(UnaryOp::Log, safe)
+            }
+        };
+        self.bin(BinaryOp::StrongMul, out, l)
     }
 
     /// The share of a binary max (`op = gt`) or min (`op = lt`) that goes to `a`:
@@ -275,12 +304,18 @@ impl Sweep {
         self.unreduce(ct, x, axes)
     }
 
+    /// `ct ⊙ (mask ⊙ 1/count)` with `mask = (x == max)`: an even split among tied maxima
+    /// (JAX's `_reduce_chooser_jvp_rule`). The count is a float sum of the 0/1 mask, never a
+    /// narrow integer: float32 in the JIT reaches 3.4e38 (a tensor holds at most 2^31
+    /// elements per example) and its sums are compensated, so past 2^24 ties the count is
+    /// right to float32 rounding instead of stalling; float64 in the interpreter.
     fn extremum_vjp(&mut self, ct: Value, x: Value, out: Value, axes: &[usize]) -> Value {
         let out = self.unreduce(out, x, axes);
         let mask = self.bin(BinaryOp::Eq, x, out);
         let count = self.sum(mask, axes.to_vec());
-        let count = self.unreduce(count, x, axes);
-        let share = self.bin(BinaryOp::Div, mask, count);
+        let inv = self.c_bin(BinaryOp::Div, 1.0, count);
+        let inv = self.unreduce(inv, x, axes);
+        let share = self.bin(BinaryOp::StrongMul, mask, inv);
         let ct = self.unreduce(ct, x, axes);
         self.scale(ct, share)
     }

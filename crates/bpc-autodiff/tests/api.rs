@@ -64,10 +64,10 @@ adjoint:
   v6: f32[] = const 1.0
   v7: f32[] = batch_size
   v8: f32[] = div v6, v7
-  v9: f32[] = mul v6, v8
+  v9: f32[] = strong_mul v6, v8
   v10: f32[B] = broadcast v9
-  v11: f32[B] = mul v10, v2
-  v12: f32[B] = mul v10, v3
+  v11: f32[B] = strong_mul v10, v2
+  v12: f32[B] = strong_mul v10, v3
   result loss = v5
   result grad.x = v11
   result grad.z = v12
