@@ -38,57 +38,102 @@ macro_rules! op_table {
 
 op_table! {
     /// Elementwise `f32 -> f32` ops.
+    ///
+    /// Each variant's doc gives its value, its vector–Jacobian rule (`ct` the cotangent of the
+    /// result, `out` the result, `⊙` the strong-zero product `strong_mul`) and the convention
+    /// at points where the derivative is not defined, with its source; the rules themselves
+    /// are in `bpc-autodiff/src/vjp.rs`.
     pub enum UnaryOp {
+        /// `-x`. VJP: `-ct`.
         Neg = "neg",
+        /// `e^x`. VJP: `ct ⊙ out`.
         Exp = "exp",
+        /// Natural log, IEEE: `log 0 = -inf`, `log(x < 0) = NaN`. VJP: `ct ⊙ (1/x)`, so
+        /// `log'(0) = inf` (IEEE, SPEC §2) unless `ct` is 0.
         Log = "log",
+        /// `√x`, IEEE: `√-0 = -0`, `√(x < 0) = NaN`. VJP: `ct ⊙ (0.5/out)`, so `sqrt'(0) = inf`
+        /// (IEEE, SPEC §2) unless `ct` is 0.
         Sqrt = "sqrt",
+        /// `|x|`. VJP: `ct ⊙ sign(x)` with `abs'(0) = 0` (SPEC §2; JAX's `sign`, PyTorch's
+        /// `abs_backward`).
         Abs = "abs",
-        /// `1 / (1 + e^-x)`, computed without overflow for any `x`.
+        /// `1 / (1 + e^-x)`, computed without overflow for any `x` (`e^x/(1+e^x)` for `x < 0`).
+        /// VJP: `ct ⊙ out·(1 − out)`, finite everywhere (0 where `out` rounds to 0 or 1).
         Sigmoid = "sigmoid",
+        /// `tanh x`. VJP: `ct ⊙ (1 − out²)`.
         Tanh = "tanh",
-        /// `max(x, 0)`; NaN propagates.
+        /// `max(x, 0)`; NaN propagates. VJP: `ct` where `x > 0`, else 0 (a select, so
+        /// `relu'(0) = 0`, SPEC §2, as JAX and PyTorch).
         Relu = "relu",
-        /// `log(1 + e^x)` as `max(x, 0) + log1p(e^-|x|)`.
+        /// `log(1 + e^x)` as `max(x, 0) + log1p(e^-|x|)`: no overflow for any `x` (PyTorch's
+        /// `softplus` uses a threshold instead). VJP: `ct ⊙ σ(x)`, finite everywhere.
         Softplus = "softplus",
-        /// `log(sigmoid(x)) = -softplus(-x)`.
+        /// `log σ(x) = -softplus(-x)`: no overflow, `≈ x` for `x ≪ 0` where `log(sigmoid(x))`
+        /// would be `log 0`. VJP: `ct ⊙ σ(−x)`, finite everywhere.
         LogSigmoid = "log_sigmoid",
     }
 }
 
 op_table! {
     /// Elementwise binary ops over two operands of the same type. Comparisons give a
-    /// float mask: 1.0 where true, 0.0 where false.
+    /// float mask: 1.0 where true, 0.0 where false. VJPs as for [`UnaryOp`], for `(a, b)`.
     pub enum BinaryOp {
+        /// `a + b`. VJP: `ct`, `ct`.
         Add = "add",
+        /// `a − b`. VJP: `ct`, `−ct`.
         Sub = "sub",
+        /// `a·b`, IEEE (`0·inf = NaN` in the forward program, as written). VJP: `ct ⊙ b`,
+        /// `ct ⊙ a`.
         Mul = "mul",
-        /// `a·b`, except exactly `0` when either factor is `±0` (even if the other is inf or
+        /// `a·b`, except exactly `+0` when either factor is `±0` (even if the other is inf or
         /// NaN): the *strong zero* product of the adjoint (SPEC §2), so an inactive branch or a
-        /// zero cotangent never turns `0·inf` into NaN.
+        /// zero cotangent never turns `0·inf` into NaN. The adjoint emits it; the language has
+        /// no spelling for it. VJP: `ct ⊙ b`, `ct ⊙ a` (mul's rule with strong products: where
+        /// a factor is 0 and the other finite it equals `a·b`, whose derivative that is, and a
+        /// forced zero stays a zero at second order).
         StrongMul = "strong_mul",
+        /// `a / b`, IEEE. VJP: `ct ⊙ (1/b)`, `ct ⊙ (−out/b)`.
         Div = "div",
-        /// `x^y` with IEEE `pow` semantics (`0^0 = 1`, `0^-1 = inf`).
+        /// `a^b` with IEEE `pow` semantics (`0^0 = 1`, `0^-1 = inf`, `(-2)^3 = -8`,
+        /// `(-2)^0.5 = NaN`). VJP: `ct ⊙ (b ⊙ a^(b−1))`, exactly 0 at `b = 0` (also `0^0`; JAX's
+        /// `_pow_jvp_lhs`), and `ct ⊙ (out ⊙ log a)` with `log 0` taken as 0 (JAX's
+        /// `_replace_zero`: `0^b` is flat in `b` for `b > 0`); NaN in `b` for a negative base.
         Pow = "pow",
-        /// The larger operand; a tie returns the (equal) value; NaN propagates.
+        /// The larger operand; a tie returns the (equal) value; NaN propagates. VJP: `ct` to the
+        /// larger side, `ct/2` to each at a tie (SPEC §2; JAX's `max` JVP, PyTorch's
+        /// `max_backward`), a strong 0 to the other side.
         Max = "max",
+        /// The smaller operand; as [`BinaryOp::Max`] mirrored.
         Min = "min",
+        /// `a < b` as 1/0. No gradient to either side (piecewise constant).
         Lt = "lt",
+        /// `a <= b` as 1/0. No gradient.
         Le = "le",
+        /// `a > b` as 1/0. No gradient.
         Gt = "gt",
+        /// `a >= b` as 1/0. No gradient.
         Ge = "ge",
+        /// `a == b` as 1/0. No gradient.
         Eq = "eq",
     }
 }
 
 op_table! {
-    /// Reductions over a set of axes.
+    /// Reductions over a set of axes. VJPs broadcast the cotangent back over the reduced axes.
     pub enum ReduceOp {
+        /// `Σ x`. VJP: `ct` to every element.
         Sum = "reduce_sum",
+        /// `Σ x / n`, `n` counting the batch axis as the step's minibatch size. VJP: `ct ⊙ 1/n`.
         Mean = "reduce_mean",
+        /// The largest element; NaN propagates. VJP: `ct` split evenly among the tied maxima,
+        /// `ct ⊙ (mask ⊙ 1/count)`, `mask = (x == out)` (SPEC §2; JAX's
+        /// `_reduce_chooser_jvp_rule`); the count is a float sum of the mask, never a narrow
+        /// integer.
         Max = "reduce_max",
+        /// The smallest element; as [`ReduceOp::Max`].
         Min = "reduce_min",
-        /// `log Σ e^x`, computed as `m + log Σ e^(x - m)` with `m` the max.
+        /// `log Σ e^x`, computed as `m + log Σ e^(x - m)` with `m` the max (no overflow; all
+        /// `-inf` gives `-inf`). VJP: `ct ⊙ e^(x − out)` (the softmax), finite everywhere.
         LogSumExp = "reduce_logsumexp",
     }
 }
