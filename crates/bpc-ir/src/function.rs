@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::fusion::Kernel;
 use crate::infer::{TypeError, infer_type};
 use crate::ops::{BinaryOp, ReduceOp, UnaryOp};
 use crate::span::Span;
@@ -252,6 +253,9 @@ pub struct Function {
     pub names: Vec<(String, Value)>,
     /// Where the appended adjoint program begins, if one was appended.
     pub adjoint_start: Option<Value>,
+    /// The optimizer's fused kernels (`crate::fusion`): `None` before the optimizer ran.
+    /// They group values without changing any, so passes that rewrite values drop them.
+    pub kernels: Option<Vec<Kernel>>,
 }
 
 impl Function {

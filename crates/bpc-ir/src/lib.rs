@@ -19,6 +19,7 @@
 //! golden tests.
 
 pub mod function;
+pub mod fusion;
 pub mod infer;
 pub mod interp;
 pub mod ops;
@@ -29,6 +30,7 @@ pub mod types;
 pub mod verify;
 
 pub use function::{ArgData, ArgId, ArgKind, Function, Init, Inst, Output, Value, ValueData};
+pub use fusion::{Kernel, KernelKind};
 pub use infer::{TypeError, broadcast_shapes, broadcasts_to, infer_type};
 pub use interp::{InterpError, Tensor, interpret};
 pub use ops::{BinaryOp, ReduceOp, UnaryOp};

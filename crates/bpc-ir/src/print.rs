@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Every binding shows its type; attributes follow the operands as `key=value`; source names
-//! are trailing comments. The text is stable: golden tests pin it.
+//! are trailing comments. The members of a fused kernel (`crate::fusion`) are indented in a
+//! `kernel kN KIND { ... }` block whose header comment is its scalar body. The text is stable: golden tests pin it.
 
 use std::fmt::{self, Write as _};
 
@@ -39,7 +40,15 @@ impl fmt::Display for Function {
             if self.adjoint_start == Some(v) {
                 writeln!(f, "adjoint:")?;
             }
-            let mut line = format!("  {v}: {} = ", self.ty(v));
+            let kernel = kernels.iter().position(|k| k.values.contains(&v));
+            if let Some(i) = kernel.filter(|&i| kernels[i].values[0] == v) {
+                let mut line = String::new();
+                crate::fusion::header(&mut line, i, &kernels[i]);
+                let pad = COMMENT_COLUMN.saturating_sub(line.len()).max(1);
+                writeln!(f, "{line}{:pad$}# {}", "", kernels[i].body_text(self))?;
+            }
+            let indent = if kernel.is_some() { "    " } else { "  " };
+            let mut line = format!("{indent}{v}: {} = ", self.ty(v));
             write_inst(&mut line, self, self.inst(v))?;
             let names: Vec<&str> = self.names.iter().filter(|(_, n)| *n == v).map(|(s, _)| s.as_str()).collect();
             if !names.is_empty() {
@@ -47,6 +56,9 @@ impl fmt::Display for Function {
                 write!(line, "{:pad$}# {}", "", names.join(", "))?;
             }
             writeln!(f, "{line}")?;
+            if kernel.is_some_and(|i| kernels[i].values.last() == Some(&v)) {
+                writeln!(f, "  }}")?;
+            }
         }
         for r in &self.results {
             match r.update {

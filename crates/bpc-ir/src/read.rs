@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::function::{ArgKind, Function, Init, Inst, Output, Value};
+use crate::fusion::{Kernel, KernelKind};
 use crate::ops::{BinaryOp, ReduceOp, UnaryOp};
 use crate::span::Span;
 use crate::types::{DType, Shape, Type};
@@ -28,6 +29,7 @@ impl std::error::Error for ReadError {}
 pub fn read(text: &str) -> Result<Function, ReadError> {
     let mut func = Function::new("");
     let mut started = false;
+    let mut kernel_start: Option<usize> = None;
     for (i, raw) in text.lines().enumerate() {
         let fail = |message: String| ReadError { line: i + 1, message };
         let (code, comment) = match raw.split_once('#') {
@@ -43,7 +45,24 @@ pub fn read(text: &str) -> Result<Function, ReadError> {
             started = true;
             continue;
         }
+        if let Some(kind) = code.strip_prefix("kernel ").and_then(|r| r.strip_suffix('{')) {
+            let kind = kind.split_whitespace().nth(1).and_then(KernelKind::from_name);
+            let kind = kind.ok_or_else(|| fail(format!("expected `kernel kN KIND {{`, found `{code}`")))?;
+            func.kernels.get_or_insert_with(Vec::new).push(Kernel { kind, values: Vec::new() });
+            kernel_start = Some(func.len());
+            continue;
+        }
         match code {
+            "}" if kernel_start.is_some() => {
+                let start = kernel_start.take().unwrap_or_default();
+                let values: Vec<Value> = (start..func.len()).map(|i| Value(i as u32)).collect();
+                if values.is_empty() {
+                    return Err(fail("empty kernel".into()));
+                }
+                let k = func.kernels.as_mut().and_then(|ks| ks.last_mut()).expect("a kernel was opened");
+                k.values = values;
+                continue;
+            }
             "}" => return Ok(func),
             "adjoint:" => {
                 func.adjoint_start = Some(Value(func.len() as u32));

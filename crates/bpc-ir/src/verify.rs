@@ -54,6 +54,11 @@ pub fn verify(func: &Function) -> Result<(), VerifyError> {
             }
         }
     }
+    if let Some(kernels) = &func.kernels
+        && let Err(message) = crate::fusion::check_kernels(func, kernels)
+    {
+        return err(None, message);
+    }
     for (name, v) in &func.names {
         if v.index() >= func.len() {
             return err(None, format!("name {name} refers to undefined {v}"));
