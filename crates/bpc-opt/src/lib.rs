@@ -7,10 +7,34 @@
 //! did it. Passes keep the calling convention (the argument list) and the meaning of every
 //! result; they may drop, renumber and rewrite values, keeping each value's source span.
 //!
-//! Passes so far: [`eliminate_dead_code`]. `-O0` runs none.
+//! The passes, in pipeline order:
+//! - [`eliminate_dead_code`]: drop what no result needs;
+//! - [`eliminate_common_subexpressions`]: one value per distinct computation (never merging
+//!   two arguments);
+//! - [`fold_constants`]: elementwise ops of constants become constants;
+//! - [`simplify`]: `x*1`, `x+0`, `neg(neg x)`, `log(exp x)`, `sqrt(x)^2` for `x >= 0`, view
+//!   chains, the relu mask read from the activation (each rewrite's exactness is documented);
+//! - [`hoist_shared`]: a shared term of the loss is added once to the batch mean, and its
+//!   cotangent is not summed back over a broadcast;
+//! - [`fuse`]: groups values into fused kernels (`bpc_ir::fusion`) and schedules them, so
+//!   code generation computes each group in one loop nest and stores only its outputs.
+//!
+//! Every rewrite keeps what the function computes to float32 rounding; the fusion pass keeps
+//! it exactly (kernels only group values). `-O0` runs none of them.
 
+mod cse;
 mod dce;
+mod fold;
+mod fuse;
+mod hoist;
 mod pipeline;
+mod rewrite;
+mod simplify;
 
+pub use cse::eliminate_common_subexpressions;
 pub use dce::eliminate_dead_code;
+pub use fold::fold_constants;
+pub use fuse::fuse;
+pub use hoist::hoist_shared;
 pub use pipeline::{OptLevel, optimize};
+pub use simplify::simplify;

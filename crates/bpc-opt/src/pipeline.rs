@@ -2,9 +2,22 @@
 
 use bpc_ir::{Function, verify};
 
+use crate::cse::eliminate_common_subexpressions;
 use crate::dce::eliminate_dead_code;
+use crate::fold::fold_constants;
+use crate::fuse::fuse;
+use crate::hoist::hoist_shared;
+use crate::simplify::simplify;
 
 /// `-O0` turns every pass off; `-O2` is the default.
+///
+/// - `-O0`: nothing. Code generation then plans one kernel per instruction and one buffer
+///   per value, and writes param updates with a final copy.
+/// - `-O1`: the classic passes (dead code, common subexpressions, constant folding,
+///   algebraic simplification, hoisting of shared values), and buffer reuse by liveness with
+///   in-place updates in code generation (`Function::kernels` is set, empty).
+/// - `-O2`: `-O1` plus fusion ([`fuse`]): elementwise chains, reductions with their producers
+///   and epilogues, row-wise softmax/cross-entropy work, GEMM epilogues and SGD updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum OptLevel {
     O0,
@@ -20,12 +33,31 @@ pub enum OptLevel {
 /// pass.
 pub fn optimize(func: &Function, level: OptLevel) -> Function {
     let mut f = func.clone();
-    match level {
-        OptLevel::O0 => {}
-        OptLevel::O1 | OptLevel::O2 => {
-            f = run_pass(&f, "dce", eliminate_dead_code);
+    f.kernels = None;
+    if level == OptLevel::O0 {
+        return f;
+    }
+    f = run_pass(&f, "dce", eliminate_dead_code);
+    // Each rewrite exposes more of the others (a folded constant is a `x * 1`; a hoisted sum
+    // is a `(a / B) · B`): iterate to a fixed point, which is reached in a few rounds.
+    for _ in 0..4 {
+        let before = f.to_string();
+        f = run_pass(&f, "cse", eliminate_common_subexpressions);
+        f = run_pass(&f, "fold", fold_constants);
+        f = run_pass(&f, "simplify", simplify);
+        f = run_pass(&f, "hoist", hoist_shared);
+        f = run_pass(&f, "dce", eliminate_dead_code);
+        if f.to_string() == before {
+            break;
         }
     }
+    f = match level {
+        OptLevel::O2 => run_pass(&f, "fuse", fuse),
+        OptLevel::O0 | OptLevel::O1 => {
+            f.kernels = Some(Vec::new());
+            f
+        }
+    };
     f
 }
 

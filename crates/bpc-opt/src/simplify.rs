@@ -1,0 +1,126 @@
+//! Algebraic simplification: local rewrites that drop work.
+//!
+//! Exact in IEEE arithmetic (the result is bit-for-bit the same):
+//! - `x * 1`, `1 * x`, `x / 1`, `x - 0`, `x ^ 1` → `x`; `neg(neg x)` → `x`;
+//! - `broadcast(broadcast x)`, `reshape(reshape x)` → one view; a view to the operand's own
+//!   type → the operand; `reshape` of a broadcast scalar → that scalar broadcast;
+//! - `x > 0` where `relu(x)` is also computed → `relu(x) > 0` (the same mask, NaN included:
+//!   it lets the pre-activation die right after the activation, as in the relu adjoint).
+//!
+//! Exact in real arithmetic, documented deviations in floating point:
+//! - `x + 0`, `0 + x` → `x`: differs only for `x = -0` (gives `-0` where IEEE gives `+0`);
+//!   `strong_mul(x, 1)` → `x` likewise (the strong product gives `+0` for `x = -0`);
+//! - `log(exp x)` → `x`: the rewritten form is the exact one (no rounding, no overflow of
+//!   `exp` to inf for `x > 88`);
+//! - `sqrt(x)^2` and `sqrt(x) * sqrt(x)` → `x` where `x >= 0` is known ([`nonneg`]): the
+//!   unrewritten form is within 1 ulp of `x` (and NaN for negative `x`, hence the condition).
+
+use bpc_ir::{BinaryOp, Function, Inst, ReduceOp, UnaryOp, Value};
+
+use crate::rewrite::{Rewriter, constant};
+
+/// Applies the rewrites above, each on the already-simplified operands.
+pub fn simplify(func: &Function) -> Function {
+    Rewriter::new(func).run(|rw, v| {
+        let inst = rw.mapped(v);
+        match rewrite(&rw.out, &inst, func, v) {
+            Some(Rewrite::Value(w)) => w,
+            Some(Rewrite::Inst(i)) => rw.emit(i, func.span(v)),
+            None => rw.copy(v),
+        }
+    })
+}
+
+enum Rewrite {
+    Value(Value),
+    Inst(Inst),
+}
+
+fn rewrite(out: &Function, inst: &Inst, src: &Function, v: Value) -> Option<Rewrite> {
+    let is = |x: Value, c: f64| constant(out, x).is_some_and(|k| k == c && k.is_sign_positive());
+    let same_type = |x: Value| *out.ty(x) == *src.ty(v);
+    use Rewrite::{Inst as I, Value as V};
+    match *inst {
+        Inst::Binary { op: BinaryOp::Mul, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
+        Inst::Binary { op: BinaryOp::Mul, lhs, rhs } if is(lhs, 1.0) => Some(V(rhs)),
+        Inst::Binary { op: BinaryOp::StrongMul, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
+        Inst::Binary { op: BinaryOp::StrongMul, lhs, rhs } if is(lhs, 1.0) => Some(V(rhs)),
+        Inst::Binary { op: BinaryOp::Div, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
+        Inst::Binary { op: BinaryOp::Sub, lhs, rhs } if is(rhs, 0.0) => Some(V(lhs)),
+        Inst::Binary { op: BinaryOp::Add, lhs, rhs } if is(rhs, 0.0) => Some(V(lhs)),
+        Inst::Binary { op: BinaryOp::Add, lhs, rhs } if is(lhs, 0.0) => Some(V(rhs)),
+        Inst::Binary { op: BinaryOp::Pow, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
+        Inst::Binary { op: BinaryOp::Pow, lhs, rhs } if is(rhs, 2.0) => sqrt_of_nonneg(out, lhs).map(V),
+        Inst::Binary { op: BinaryOp::Mul, lhs, rhs } if lhs == rhs => sqrt_of_nonneg(out, lhs).map(V),
+        Inst::Binary { op: BinaryOp::Gt, lhs, rhs } if is(rhs, 0.0) => {
+            let relu = out.values().find(|&w| *out.inst(w) == Inst::Unary { op: UnaryOp::Relu, arg: lhs })?;
+            Some(I(Inst::Binary { op: BinaryOp::Gt, lhs: relu, rhs }))
+        }
+        Inst::Unary { op: UnaryOp::Neg, arg } => match *out.inst(arg) {
+            Inst::Unary { op: UnaryOp::Neg, arg: x } => Some(V(x)),
+            _ => None,
+        },
+        Inst::Unary { op: UnaryOp::Log, arg } => match *out.inst(arg) {
+            Inst::Unary { op: UnaryOp::Exp, arg: x } => Some(V(x)),
+            _ => None,
+        },
+        Inst::Broadcast { arg, .. } | Inst::Reshape { arg, .. } if same_type(arg) => Some(V(arg)),
+        Inst::Broadcast { arg, ref to } => match *out.inst(arg) {
+            Inst::Broadcast { arg: x, .. } => Some(I(Inst::Broadcast { arg: x, to: to.clone() })),
+            _ => None,
+        },
+        Inst::Reshape { arg, ref to } => match *out.inst(arg) {
+            Inst::Reshape { arg: x, .. } => Some(I(Inst::Reshape { arg: x, to: to.clone() })),
+            Inst::Broadcast { arg: x, .. } if out.shape(x).rank() == 0 => {
+                Some(I(Inst::Broadcast { arg: x, to: to.clone() }))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `x` if `s = sqrt(x)` with `x >= 0` known.
+fn sqrt_of_nonneg(f: &Function, s: Value) -> Option<Value> {
+    match *f.inst(s) {
+        Inst::Unary { op: UnaryOp::Sqrt, arg } if nonneg(f, arg, 0) => Some(arg),
+        _ => None,
+    }
+}
+
+/// Whether every element of `v` is known to be `>= 0` (or NaN, where the rewrites that ask
+/// are exact anyway). Conservative: `false` when unsure.
+pub(crate) fn nonneg(f: &Function, v: Value, depth: usize) -> bool {
+    if depth > 16 {
+        return false;
+    }
+    let nn = |x: Value| nonneg(f, x, depth + 1);
+    match *f.inst(v) {
+        Inst::Const(c) => c >= 0.0,
+        Inst::BatchSize | Inst::OneHot { .. } => true,
+        Inst::Arg(_) | Inst::CrossEntropy { .. } | Inst::Scatter { .. } => false,
+        Inst::Unary { op, .. } => match op {
+            UnaryOp::Exp | UnaryOp::Abs | UnaryOp::Sqrt | UnaryOp::Relu | UnaryOp::Sigmoid | UnaryOp::Softplus => true,
+            UnaryOp::Neg | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::LogSigmoid => false,
+        },
+        Inst::Binary { op, lhs, rhs } => match op {
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq => true,
+            BinaryOp::Mul | BinaryOp::StrongMul => lhs == rhs || (nn(lhs) && nn(rhs)),
+            BinaryOp::Add | BinaryOp::Div | BinaryOp::Min => nn(lhs) && nn(rhs),
+            BinaryOp::Max => nn(lhs) || nn(rhs),
+            BinaryOp::Pow => nn(lhs) || constant(f, rhs).is_some_and(|y| y.fract() == 0.0 && (y / 2.0).fract() == 0.0),
+            BinaryOp::Sub => false,
+        },
+        Inst::Select { on_true, on_false, .. } => nn(on_true) && nn(on_false),
+        Inst::Reduce { op, arg, .. } => match op {
+            ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min => nn(arg),
+            ReduceOp::LogSumExp => false,
+        },
+        Inst::Broadcast { arg, .. }
+        | Inst::Reshape { arg, .. }
+        | Inst::Transpose { arg }
+        | Inst::Index { arg, .. } => nn(arg),
+        Inst::MatMul { lhs, rhs, .. } => nn(lhs) && nn(rhs),
+        Inst::Softmax { log, .. } => !log,
+    }
+}
