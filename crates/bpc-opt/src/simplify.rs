@@ -116,10 +116,9 @@ pub(crate) fn nonneg(f: &Function, v: Value, depth: usize) -> bool {
             ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min => nn(arg),
             ReduceOp::LogSumExp => false,
         },
-        Inst::Broadcast { arg, .. }
-        | Inst::Reshape { arg, .. }
-        | Inst::Transpose { arg }
-        | Inst::Index { arg, .. } => nn(arg),
+        Inst::Broadcast { arg, .. } | Inst::Reshape { arg, .. } | Inst::Transpose { arg } | Inst::Index { arg, .. } => {
+            nn(arg)
+        }
         Inst::MatMul { lhs, rhs, .. } => nn(lhs) && nn(rhs),
         Inst::Softmax { log, .. } => !log,
     }
