@@ -1,0 +1,235 @@
+"""The peer comparison's report: Markdown tables of the medians over the rounds, each figure
+with its spread (±: half the range over the rounds, in % of the median), and issue 5's
+targets with the measured value next to each."""
+
+import statistics
+
+from common import DIGITS, MNIST, TRAIN_WORKLOADS, GEMM_BATCHES, mnist_products, workload_id
+
+TRAIN_PEERS = ["torch eager", "torch.compile", "JAX jit", "NumPy"]
+SCALAR_PEERS = ["JAX jit", "torch eager", "Python by hand"]
+FUSED_PEERS = ["NumPy", "JAX jit", "torch eager", "torch.compile"]
+GEMM_IMPLS = ["gemm", "matrixmultiply", "OpenBLAS"]
+
+
+def flops_per_example(spec):
+    """Multiply-adds ×2 of one example's train step: the forward and the two weight-gradient
+    products plus the hidden cotangent (the elementwise work is left out)."""
+    i, h, c = spec.inp, spec.hidden, spec.classes
+    return 2 * (i * h + h * c) + 2 * (i * h + h * c) + 2 * (c * h)
+
+
+class Table:
+    """Medians and spreads of one metric, keyed by (framework, workload, threads)."""
+
+    def __init__(self, recs, metric):
+        self.vals = {}
+        for r in recs:
+            if metric in r and "framework" in r:
+                self.vals.setdefault((r["framework"], r["workload"], r["threads"]), []).append(r[metric])
+
+    def median(self, fw, wl, t):
+        xs = self.vals.get((fw, wl, t))
+        return statistics.median(xs) if xs else None
+
+    def spread(self, fw, wl, t):
+        xs = self.vals.get((fw, wl, t))
+        m = statistics.median(xs) if xs else 0
+        return (max(xs) - min(xs)) / 2 / m * 100 if xs and len(xs) > 1 and m else None
+
+    def best(self, fw, wl, threads, lowest=False):
+        """(median, threads) of the best thread count."""
+        got = [(self.median(fw, wl, t), t) for t in threads if self.median(fw, wl, t) is not None]
+        if not got:
+            return None, None
+        return (min if lowest else max)(got)
+
+
+def si(x):
+    if x is None:
+        return "–"
+    for div, suf in ((1e6, " M"), (1e3, " k")):
+        if x >= div:
+            return f"{x / div:.3g}{suf}"
+    return f"{x:.3g}"
+
+
+def ms(x):
+    if x is None:
+        return "–"
+    return f"{x / 1e3:.2f} s" if x >= 1000 else f"{x:.3g} ms"
+
+
+def ns(x):
+    if x is None:
+        return "–"
+    return f"{x / 1e3:.3g} µs" if x >= 1000 else f"{x:.3g} ns"
+
+
+def cell(tab, fw, wl, t, fmt):
+    m = tab.median(fw, wl, t)
+    s = tab.spread(fw, wl, t)
+    return "–" if m is None else (f"{fmt(m)} ±{s:.0f}%" if s is not None else fmt(m))
+
+
+def ratio(x, y):
+    return f"{x / y:.2f}×" if x and y else "–"
+
+
+def md(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def train_tables(recs, threads):
+    eps = Table(recs, "examples_per_s")
+    first = Table(recs, "first_step_ms")
+    parts = []
+    for t in threads:
+        rows = []
+        for spec, b in TRAIN_WORKLOADS:
+            wl = workload_id(spec, b)
+            best = max(((eps.median(p, wl, t) or 0, p) for p in TRAIN_PEERS), default=(0, "–"))
+            rows.append([wl] + [cell(eps, fw, wl, t, si) for fw in ["bpc", *TRAIN_PEERS]]
+                        + [best[1], ratio(eps.median("bpc", wl, t), best[0])])
+        parts.append(f"### Train step, examples/s, {t} thread{'s' if t > 1 else ''}\n\n"
+                     + md(["workload", "bpc", *TRAIN_PEERS, "best peer", "bpc / best"], rows))
+    rows = []
+    for spec, b in TRAIN_WORKLOADS:
+        wl = workload_id(spec, b)
+        cells, best = [], (0, "–")
+        for fw in ["bpc", *TRAIN_PEERS]:
+            m, t = eps.best(fw, wl, threads)
+            cells.append("–" if m is None else f"{si(m)} ({t}t)")
+            if fw != "bpc" and m and m > best[0]:
+                best = (m, fw)
+        rows.append([wl, *cells, best[1], ratio(eps.best("bpc", wl, threads)[0], best[0])])
+    parts.append("### Train step, examples/s, best of the thread counts\n\n"
+                 + md(["workload", "bpc", *TRAIN_PEERS, "best peer", "bpc / best"], rows))
+    rows = [[workload_id(s, b)] + [" / ".join(ms(first.median(fw, workload_id(s, b), t)) for t in threads)
+                                   for fw in ["bpc", *TRAIN_PEERS]] for s, b in TRAIN_WORKLOADS]
+    parts.append(f"### First step (compile included), {' / '.join(f'{t}t' for t in threads)}\n\n"
+                 "bpc: source to callable step plus the first call (`bpc bench` compile_ms + first_step_ms); "
+                 "peers: the first call of the step (tracing and compilation included).\n\n"
+                 + md(["workload", "bpc", *TRAIN_PEERS], rows))
+    return parts
+
+
+def small_tables(recs, threads):
+    nsc = Table(recs, "ns_per_call")
+    gbs = Table(recs, "gb_per_s")
+    comp = Table(recs, "ms")
+    parts = []
+    rows = [[fw] + [cell(nsc, fw, "scalar-grad", t, ns) for t in threads] for fw in ["bpc", *SCALAR_PEERS]]
+    parts.append("### scalar-grad: sigmoid neuron, value + 5 gradients, one call\n\n"
+                 + md(["framework", *(f"{t} thread{'s' if t > 1 else ''}" for t in threads)], rows))
+    rows = [[fw] + [cell(gbs, fw, "fused-elementwise", t, lambda x: f"{x:.3g} GB/s") for t in threads]
+            for fw in ["bpc", *FUSED_PEERS]]
+    rows.append(["machine: NumPy `a*b` (12 B/element)"]
+                + [cell(gbs, "NumPy", "limit-stream-mul", t, lambda x: f"{x:.3g} GB/s") for t in threads])
+    parts.append("### fused-elementwise: relu(a*b + c) over 16M floats, GB/s at 16 B/element\n\n"
+                 "NumPy is unfused (three passes into a preallocated result); JAX and torch.compile fuse.\n\n"
+                 + md(["framework", *(f"{t}t" for t in threads)], rows))
+    sg = Table(recs, "gflops")
+    rows = [["OpenBLAS sgemm 1024³ (NumPy), GFLOP/s"] + [cell(sg, "NumPy", "limit-sgemm", t, lambda x: f"{x:.0f}")
+                                                         for t in threads]]
+    rows.append(["mnist-mlp GEMM bound, examples/s (sgemm ÷ 0.82 MFLOP)"]
+                + [si((sg.median("NumPy", "limit-sgemm", t) or 0) * 1e9 / flops_per_example(MNIST)) for t in threads])
+    rows.append(["compile: source to callable mnist step (batch 32)"]
+                + [cell(comp, "bpc", "compile", t, ms) for t in threads])
+    parts.append("### Machine limits and compile time\n\n" + md(["", *(f"{t}t" for t in threads)], rows))
+    return parts
+
+
+def gemm_table(recs, threads):
+    vals = {}
+    for r in recs:
+        if r.get("workload") == "gemm":
+            vals.setdefault((r["impl"], r["threads"], r["batch"], r["product"]), []).append(r["gflops"])
+    if not vals:
+        return []
+    rows = []
+    for b in GEMM_BATCHES:
+        for name, (m, k, n) in mnist_products(b):
+            row = [f"B={b} {name}", f"{m}×{k}×{n}"]
+            for t in threads:
+                meds = {i: statistics.median(vals[(i, t, b, name)]) for i in GEMM_IMPLS if (i, t, b, name) in vals}
+                row += [f"{meds[i]:.1f}" if i in meds else "–" for i in GEMM_IMPLS]
+                row.append(max(meds, key=meds.get) if meds else "–")
+            rows.append(row)
+    header = ["product", "m×k×n"]
+    for t in threads:
+        header += [f"{i} {t}t" for i in GEMM_IMPLS] + [f"winner {t}t"]
+    return ["### GEMM at the mnist-mlp shapes, GFLOP/s (median over rounds)\n\n"
+            "x.w1t: X·W1ᵀ (forward), dht.x: dHᵀ·X (dW1), h.w2t: H·W2ᵀ, dft.h: dFᵀ·H (dW2), df.w2: dF·W2 (dH).\n\n"
+            + md(header, rows)]
+
+
+def rss_reference(batch=32):
+    """Bytes of what MNIST training must hold: the 60000 training images as float32 and their
+    labels, params and their gradients (SGD keeps no optimizer state), one minibatch's
+    activations and cotangents (x, pre-activation, hidden, logits, softmax; their adjoints)."""
+    n, s = 60000, MNIST
+    data = n * (s.inp + 1) * 4
+    params = (s.hidden * s.inp + s.hidden + s.classes * s.hidden + s.classes) * 4
+    acts = batch * (s.inp + 2 * s.hidden + 2 * s.classes) * 4 * 2
+    return data + 2 * params + acts
+
+
+def targets(recs, threads):
+    eps = Table(recs, "examples_per_s")
+    nsc = Table(recs, "ns_per_call")
+    gbs = Table(recs, "gb_per_s")
+    comp = Table(recs, "ms")
+
+    def best_peer(wl, peers=TRAIN_PEERS):
+        return max((eps.best(p, wl, threads)[0] or 0 for p in peers), default=0)
+
+    def bpc(wl):
+        return eps.best("bpc", wl, threads)[0] or 0
+
+    def line(name, value, goal, ok):
+        return [name, value, goal, "met" if ok else "not met"]
+
+    rows = []
+    s_bpc = nsc.best("bpc", "scalar-grad", threads, lowest=True)[0]
+    s_jax = nsc.best("JAX jit", "scalar-grad", threads, lowest=True)[0]
+    if s_bpc:
+        rows.append(line("scalar-grad ns per call", ns(s_bpc), "≤ 25 ns", s_bpc <= 25))
+        if s_jax:
+            rows.append(line("scalar-grad vs JAX jit", ratio(s_jax, s_bpc), "≥ 500×", s_jax / s_bpc >= 500))
+    for spec, b, goal, peers in [(DIGITS, 32, 3.0, TRAIN_PEERS), (MNIST, 1, 3.0, ["JAX jit"]), (MNIST, 32, 1.5, TRAIN_PEERS),
+                                 (MNIST, 128, 1.2, TRAIN_PEERS), (MNIST, 1024, 1.0, TRAIN_PEERS)]:
+        wl = workload_id(spec, b)
+        ref = best_peer(wl, peers)
+        who = "JAX jit" if peers == ["JAX jit"] else "best peer"
+        if bpc(wl) and ref:
+            rows.append(line(f"{wl} vs {who}", ratio(bpc(wl), ref), f"≥ {goal}×", bpc(wl) / ref >= goal))
+    c = min((comp.median("bpc", "compile", t) or 1e99) for t in threads)
+    if c < 1e99:
+        rows.append(line("compile, source to callable mnist step", ms(c), "≤ 20 ms", c <= 20))
+    f = max((gbs.median("bpc", "fused-elementwise", t) or 0) for t in threads)
+    st = max((gbs.median("NumPy", "limit-stream-mul", t) or 0) for t in threads)
+    if f and st:
+        rows.append(line("fused-elementwise vs NumPy a*b GB/s", ratio(f, st), "≥ 1.0×", f >= st))
+    wl = workload_id(MNIST, 1024)
+    if 1 in threads and 2 in threads and eps.median("bpc", wl, 1) and eps.median("bpc", wl, 2):
+        r = eps.median("bpc", wl, 2) / eps.median("bpc", wl, 1)
+        rows.append(line("bpc 2 threads vs 1 at mnist b1024", f"{r:.2f}×", "≥ 1.7×", r >= 1.7))
+    rss = [r for r in recs if r.get("workload") == "rss"]
+    if rss:
+        peak = rss[0]["peak_kb"] * 1024
+        ref = rss_reference()
+        goal = 1.3 * ref + 30e6
+        rows.append(line("peak RSS, bpc train mnist (1 epoch, b32)", f"{peak / 1e6:.0f} MB (reference {ref / 1e6:.0f} MB)",
+                         f"≤ {goal / 1e6:.0f} MB", peak <= goal))
+    return ["### Issue 5 targets (best of the thread counts)\n\n" + md(["target", "measured", "goal", ""], rows)]
+
+
+def render(env, recs, rounds, threads):
+    head = [f"## bpc vs PyTorch, JAX and NumPy (median of {rounds} rounds; ± = half the range over the rounds)",
+            "\n".join(f"- {k}: {v}" for k, v in env.items())]
+    parts = head + train_tables(recs, threads) + small_tables(recs, threads) + gemm_table(recs, threads)
+    parts += targets(recs, threads)
+    return "\n\n".join(parts) + "\n"
