@@ -4,6 +4,7 @@ donated (`donate_argnums`), the fast path JAX's docs recommend for a training st
 The thread count is fixed before import by the orchestrator (`XLA_FLAGS`, CPU affinity)."""
 
 import math
+import time
 from functools import partial
 
 import jax
@@ -64,7 +65,16 @@ def fused():
     return median_per_call(lambda: f(a, b, c).block_until_ready(), samples=9, target=0.0)
 
 
+def startup():
+    """Seconds of the first call of a trivial jitted function (backend start-up, kept out of
+    the per-workload first-step figures)."""
+    t = time.perf_counter()
+    jax.jit(lambda v: v + 1)(jnp.ones(4)).block_until_ready()
+    return time.perf_counter() - t
+
+
 def run(threads, seconds, only):
+    emit({"framework": "JAX jit", "workload": "startup", "threads": threads, "first_step_ms": startup() * 1e3})
     for spec, batch in TRAIN_WORKLOADS:
         wid = workload_id(spec, batch)
         if only and wid not in only:

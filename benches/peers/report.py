@@ -107,11 +107,13 @@ def train_tables(recs, threads):
         rows.append([wl, *cells, best[1], ratio(eps.best("bpc", wl, threads)[0], best[0])])
     parts.append("### Train step, examples/s, best of the thread counts\n\n"
                  + md(["workload", "bpc", *TRAIN_PEERS, "best peer", "bpc / best"], rows))
-    rows = [[workload_id(s, b)] + [" / ".join(ms(first.median(fw, workload_id(s, b), t)) for t in threads)
-                                   for fw in ["bpc", *TRAIN_PEERS]] for s, b in TRAIN_WORKLOADS]
+    rows = [[wl] + [" / ".join(ms(first.median(fw, wl, t)) for t in threads) for fw in ["bpc", *TRAIN_PEERS]]
+            for wl in ["startup"] + [workload_id(s, b) for s, b in TRAIN_WORKLOADS]]
     parts.append(f"### First step (compile included), {' / '.join(f'{t}t' for t in threads)}\n\n"
                  "bpc: source to callable step plus the first call (`bpc bench` compile_ms + first_step_ms); "
-                 "peers: the first call of the step (tracing and compilation included).\n\n"
+                 "peers: the first call of the step (tracing and compilation included), in a process that "
+                 "has already paid its one-time start-up (`startup`: the first call of a trivial function, "
+                 "e.g. loading inductor and starting its compile workers).\n\n"
                  + md(["workload", "bpc", *TRAIN_PEERS], rows))
     return parts
 

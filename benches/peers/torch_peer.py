@@ -4,6 +4,7 @@ an `nn.Module`, `F.cross_entropy`, `torch.optim.SGD`, `zero_grad(set_to_none=Tru
 import math
 import os
 import tempfile
+import time
 
 import torch
 import torch.nn.functional as F
@@ -73,9 +74,20 @@ def fused(compiled):
     return median_per_call(lambda: f(a, b, c), samples=9, target=0.0)
 
 
+def startup(compiled):
+    """Seconds of the first call of a trivial function: the one-time cost a process pays
+    before its first real step (for torch.compile: loading inductor, starting its compile
+    workers), kept out of the per-workload first-step figures."""
+    t = time.perf_counter()
+    f = torch.compile(lambda v: v + 1) if compiled else (lambda v: v + 1)
+    f(torch.ones(4))
+    return time.perf_counter() - t
+
+
 def run(threads, seconds, compiled, only):
     setup(threads)
     name = "torch.compile" if compiled else "torch eager"
+    emit({"framework": name, "workload": "startup", "threads": threads, "first_step_ms": startup(compiled) * 1e3})
     for spec, batch in TRAIN_WORKLOADS:
         wid = workload_id(spec, batch)
         if only and wid not in only:
