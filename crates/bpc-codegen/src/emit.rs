@@ -20,7 +20,7 @@ use cranelift_codegen::ir::{BlockArg, InstBuilder, MemFlagsData, Type, Value};
 
 use bpc_ir::{BinaryOp, UnaryOp};
 
-use crate::kernel::{Acc, Expr, Fn1, Fn2, Kernel, LoopKernel};
+use crate::kernel::{Acc, Expr, Fn1, Fn2, Kernel, LoopKernel, RowsKernel};
 use crate::labels::{onehot, pick};
 use crate::math::Em;
 use crate::reduce::{columns, reduce_row};
@@ -54,7 +54,30 @@ pub(crate) fn emit_kernel(e: &mut Em, kernel: &Kernel, params: &[Value]) {
             pick(e, *rows, *classes, [*z_row, *z_col, *y_stride], params)
         }
         Kernel::OneHot { rows, classes, y_stride } => onehot(e, *rows, *classes, *y_stride, params),
+        Kernel::Rows(r) => emit_rows(e, r, params),
     }
+}
+
+/// The fused row loop: `pre`, then every phase once per row, then `post`. A phase reads what
+/// an earlier one wrote in the same function, so no input load is read-only here.
+fn emit_rows(e: &mut Em, r: &RowsKernel, params: &[Value]) {
+    let was = e.inlined;
+    e.inlined = true;
+    let pick = |idx: &[usize], ps: &[Value]| -> Vec<Value> { idx.iter().map(|&i| ps[i]).collect() };
+    for (k, idx) in &r.pre {
+        emit_kernel(e, k, &pick(idx, params));
+    }
+    let steps: Vec<i64> = r.row_strides.iter().map(|&s| s as i64 * 4).collect();
+    counted(e, r.rows, params.to_vec(), &mut |e, p| {
+        for (k, idx) in &r.phases {
+            emit_kernel(e, k, &pick(idx, p));
+        }
+        advance(e, p, &steps)
+    });
+    for (k, idx) in &r.post {
+        emit_kernel(e, k, &pick(idx, params));
+    }
+    e.inlined = was;
 }
 
 fn emit_loop(e: &mut Em, k: &LoopKernel, params: &[Value]) {
@@ -195,13 +218,60 @@ pub(crate) fn store_lanes(e: &mut Em, v: Value, p: Value, off: i32, lanes: usize
 
 /// One vector (or the first `lanes` elements) of a contiguous-output row.
 fn vector_step(e: &mut Em, k: &LoopKernel, ptrs: &[Value], splats: &[Option<Value>], off: i32, lanes: usize) {
-    let ins = load_inputs(e, ptrs, splats, off, lanes);
-    let mut v = body(e, &k.body, &ins);
+    let n = k.body_ins();
+    let ins = load_inputs(e, ptrs, &splats[..n], off, lanes);
+    let bcast: Vec<bool> = splats.iter().map(Option::is_some).collect();
+    let at = At { ptrs: &ptrs[1..], bcast: &bcast, off, lanes, scalar: false };
+    let mut v = body(e, &k.body, &ins, Some(&at));
     if let Some(acc) = k.acc {
-        let o = load_lanes(e, ptrs[0], off, lanes, out_flags());
-        v = combine(e, acc, o, v);
+        if !k.init {
+            let o = load_lanes(e, ptrs[0], off, lanes, out_flags());
+            v = combine(e, acc, o, v);
+        }
+        let epi: Vec<Value> = (n..k.ins.len())
+            .map(|i| match splats[i] {
+                Some(s) => s,
+                None => load_lanes(e, ptrs[1 + i], off, lanes, input_flags(e)),
+            })
+            .collect();
+        v = epilogue(e, k, v, &epi);
     }
     store_lanes(e, v, ptrs[0], off, lanes);
+}
+
+/// The accumulated value `v` through the kernel's epilogue, if it has one.
+pub(crate) fn epilogue(e: &mut Em, k: &LoopKernel, v: Value, epi_ins: &[Value]) -> Value {
+    match &k.epilogue {
+        None => v,
+        Some(x) => {
+            let ins: Vec<Value> = std::iter::once(v).chain(epi_ins.iter().copied()).collect();
+            body(e, x, &ins, None)
+        }
+    }
+}
+
+/// Where a body's inputs are, for a dot product (which reads beyond the current element):
+/// input pointers, which inputs are broadcast along the row, the current byte offset
+/// along it, and the lanes in use (`scalar`: pointers already at the element, lane 0).
+pub(crate) struct At<'a> {
+    pub ptrs: &'a [Value],
+    pub bcast: &'a [bool],
+    pub off: i32,
+    pub lanes: usize,
+    pub scalar: bool,
+}
+
+/// Input `i` at `elems` elements past the current position.
+fn load_at(e: &mut Em, at: &At, i: usize, elems: isize) -> Value {
+    let extra = (elems * 4) as i32;
+    if at.bcast[i] || at.scalar {
+        // A broadcast input does not move along the row: no vector offset.
+        let off = if at.bcast[i] { extra } else { at.off + extra };
+        let x = e.load_input(F32, at.ptrs[i], off);
+        return if at.bcast[i] { e.b.ins().splat(F32X4, x) } else { e.in_lane0(x) };
+    }
+    let flags = input_flags(e);
+    load_lanes(e, at.ptrs[i], at.off + extra, at.lanes, flags)
 }
 
 /// Byte steps of one vector for each operand (0 for broadcast inputs).
@@ -234,7 +304,7 @@ fn scalar_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], strides: &[isize], spl
     let n = k.dims[k.dims.len() - 1];
     let steps: Vec<i64> = strides.iter().map(|&s| s as i64 * 4).collect();
     counted(e, n, ptrs.to_vec(), &mut |e, p| {
-        let ins: Vec<Value> = splats
+        let ins: Vec<Value> = splats[..k.body_ins()]
             .iter()
             .zip(&p[1..])
             .map(|(s, &q)| match s {
@@ -245,7 +315,9 @@ fn scalar_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], strides: &[isize], spl
                 }
             })
             .collect();
-        let mut v = body(e, &k.body, &ins);
+        let bcast: Vec<bool> = splats.iter().map(Option::is_some).collect();
+        let at = At { ptrs: &p[1..], bcast: &bcast, off: 0, lanes: 1, scalar: true };
+        let mut v = body(e, &k.body, &ins, Some(&at));
         if let Some(acc) = k.acc {
             let o = e.b.ins().load(F32, out_flags(), p[0], 0);
             let o = e.in_lane0(o);
@@ -265,35 +337,47 @@ pub(crate) fn combine(e: &mut Em, acc: Acc, a: Value, b: Value) -> Value {
     }
 }
 
-/// The body expression on `f32x4` operands.
-pub(crate) fn body(e: &mut Em, x: &Expr, ins: &[Value]) -> Value {
+/// The body expression on `f32x4` operands (`at` locates them for dot products).
+pub(crate) fn body(e: &mut Em, x: &Expr, ins: &[Value], at: Option<&At>) -> Value {
     match x {
         Expr::In(i) => ins[*i],
         Expr::Const(bits) => e.c(f32::from_bits(*bits)),
         Expr::Un(f, a) => {
-            let a = body(e, a, ins);
+            let a = body(e, a, ins, at);
             match f {
                 Fn1::Ir(op) => unary(e, *op, a),
                 Fn1::FiniteOr0 => e.finite_or_0(a),
             }
         }
         Expr::Bin(f, a, b) => {
-            let (a, b) = (body(e, a, ins), body(e, b, ins));
+            let (a, b) = (body(e, a, ins, at), body(e, b, ins, at));
             match f {
                 Fn2::Ir(op) => binary(e, *op, a, b),
                 Fn2::LseFinish => e.lse_finish(a, b),
             }
         }
         Expr::Select(c, t, f) => {
-            let (c, t, f) = (body(e, c, ins), body(e, t, ins), body(e, f, ins));
+            let (c, t, f) = (body(e, c, ins, at), body(e, t, ins, at), body(e, f, ins, at));
             let zero = e.c(0.0);
             // `!=` is true for NaN, as the interpreter's `c != 0.0`.
             let m = e.cmp(FloatCC::NotEqual, c, zero);
             e.sel(m, t, f)
         }
         Expr::PowI(a, n) => {
-            let a = body(e, a, ins);
+            let a = body(e, a, ins, at);
             e.powi(a, *n)
+        }
+        Expr::Dot { a, b, k, sa, sb } => {
+            let (Some(at), Expr::In(ia), Expr::In(ib)) = (at, &**a, &**b) else {
+                panic!("internal error: a dot product outside an elementwise loop over memory operands")
+            };
+            let mut acc = e.c(0.0);
+            for p in 0..*k as isize {
+                let x = load_at(e, at, *ia, p * sa);
+                let y = load_at(e, at, *ib, p * sb);
+                acc = e.madd(x, y, acc);
+            }
+            acc
         }
     }
 }

@@ -1,10 +1,14 @@
-//! The bridge from generated code to the `gemm` crate (and the libm-style symbols Cranelift
-//! may call).
+//! The bridge from generated code to the GEMM library (and the libm-style symbols
+//! Cranelift may call).
 //!
 //! Matrix products are not generated: Cranelift has only 128-bit vectors and reaches about a
-//! third of `gemm`'s speed on this CPU (see `shared/notes/cranelift.md`). The entry function
-//! calls [`bpc_gemm`] once per product with a pointer to a [`GemmDesc`] that the compiled
-//! function owns and three runtime pointers.
+//! third of a library GEMM's speed on this CPU (see `shared/notes/cranelift.md`). The entry
+//! function calls [`bpc_gemm`] once per product with a pointer to a [`GemmDesc`] that the
+//! compiled function owns, the operand pointers, an optional runtime scale and the calling
+//! workspace's packing memory. The library is `gemmkit`, whose `gemm_unchecked_with` packs
+//! into a caller-owned `gemmkit::Workspace` (one per [`crate::Workspace`]): after the first
+//! call has grown it, a product allocates nothing (the `gemm` crate allocates its packing
+//! buffers on every call). It selects AVX-512 or AVX2+FMA kernels at run time.
 
 /// Shape, strides (in elements) and threading of one product `dst = lhs · rhs`, where
 /// `lhs` is `m×k` and `rhs` is `k×n` after the `ta`/`tb` flags were turned into strides.
@@ -22,59 +26,53 @@ pub(crate) struct GemmDesc {
     pub rhs_cs: isize,
     /// 1 runs on the calling thread; more uses rayon with that many threads.
     pub threads: usize,
-    /// `dst = alpha·dst + beta·lhs·rhs` when `read_dst`, else `dst = beta·lhs·rhs` (gemm's
-    /// convention). Products are planned with `beta = 1` and no `read_dst`; fusion of scales
-    /// and accumulation (e.g. `W - lr·dYᵀX` in place) can use them.
+    /// `dst = alpha·s·(lhs·rhs) + beta·dst`, `s` the runtime scale (1 without one); with
+    /// `beta = 0` the destination is not read. A fused SGD update `W − lr·(dYᵀX)` is
+    /// `alpha = −1`, `s = lr`, `beta = 1` with `dst = W`.
     pub alpha: f32,
     pub beta: f32,
-    pub read_dst: bool,
 }
 
-/// `dst = alpha·dst + beta·lhs·rhs` (or `beta·lhs·rhs` without `read_dst`).
+/// `dst = alpha·s·(lhs·rhs) + beta·dst` with `s = *scale` (or 1 if `scale` is null).
 ///
 /// # Safety
-/// `desc` points to a live [`GemmDesc`] and the three pointers address buffers that hold
-/// every element its strides reach; `dst` does not overlap the operands.
-pub(crate) unsafe extern "C" fn bpc_gemm(desc: *const GemmDesc, dst: *mut f32, lhs: *const f32, rhs: *const f32) {
-    // SAFETY: the entry function passes a descriptor owned by the live `Compiled`.
-    let d = unsafe { &*desc };
-    if d.k == 0 {
-        // An empty sum (gemm's behaviour for k = 0 is not documented).
-        for i in 0..d.m as isize {
-            for j in 0..d.n as isize {
-                // SAFETY: (i, j) is inside dst by the caller's contract.
-                unsafe {
-                    let p = dst.offset(i * d.dst_rs + j * d.dst_cs);
-                    *p = if d.read_dst { d.alpha * *p } else { 0.0 };
-                }
-            }
-        }
-        return;
-    }
-    let parallelism = if d.threads > 1 { gemm::Parallelism::Rayon(d.threads) } else { gemm::Parallelism::None };
+/// `desc` points to a live [`GemmDesc`]; the three matrix pointers address buffers that hold
+/// every element its strides reach; `dst` does not overlap the operands; `scale` is null or
+/// points to an `f32`; `ws` points to the calling thread's own `gemmkit::Workspace`.
+pub(crate) unsafe extern "C" fn bpc_gemm(
+    desc: *const GemmDesc,
+    dst: *mut f32,
+    lhs: *const f32,
+    rhs: *const f32,
+    scale: *const f32,
+    ws: *mut gemmkit::Workspace,
+) {
+    // SAFETY: the entry function passes a descriptor owned by the live `Compiled`, and the
+    // workspace of the `Workspace` it was called with (exclusively borrowed by `run`).
+    let (d, ws) = unsafe { (&*desc, &mut *ws) };
+    // SAFETY: null or the caller's one-element hyperparameter buffer.
+    let s = if scale.is_null() { 1.0 } else { unsafe { *scale } };
+    let par = if d.threads > 1 { gemmkit::Parallelism::Rayon(d.threads) } else { gemmkit::Parallelism::Serial };
     // SAFETY: shapes and strides were checked when the function was compiled, and the
     // caller's buffers were length-checked by `Compiled::run`.
     unsafe {
-        gemm::gemm(
+        gemmkit::gemm_unchecked_with(
+            ws,
             d.m,
-            d.n,
             d.k,
-            dst,
-            d.dst_cs,
-            d.dst_rs,
-            d.read_dst,
+            d.n,
+            d.alpha * s,
             lhs,
-            d.lhs_cs,
             d.lhs_rs,
+            d.lhs_cs,
             rhs,
-            d.rhs_cs,
             d.rhs_rs,
-            d.alpha,
+            d.rhs_cs,
             d.beta,
-            false,
-            false,
-            false,
-            parallelism,
+            dst,
+            d.dst_rs,
+            d.dst_cs,
+            par,
         )
     }
 }

@@ -1,7 +1,8 @@
 //! The JIT module: ISA setup, one Cranelift function per distinct kernel, and the entry.
 //!
-//! The entry function `extern "C" fn(ptrs: *const *mut u8, ws: *mut u8)` receives one
-//! pointer per argument then per non-update result, and the workspace base. It runs the
+//! The entry function `extern "C" fn(ptrs: *const *mut u8, ws: *mut u8, gemm: *mut _)`
+//! receives one pointer per argument then per non-update result, the arena base and the
+//! calling workspace's GEMM packing memory. It runs the
 //! plan's steps in order: each kernel is called with its operand addresses (a base plus a
 //! constant offset), each product calls [`bpc_gemm`](crate::gemm::bpc_gemm). Kernels over a
 //! few dozen elements are emitted inline instead (a call costs about as much as their loop).
@@ -24,8 +25,8 @@ use crate::kernel::Kernel;
 use crate::math::Em;
 use crate::plan::{Base, Plan, Ptr, Step};
 
-/// The compiled entry point.
-pub(crate) type EntryFn = unsafe extern "C" fn(*const usize, *mut u8);
+/// The compiled entry point: argument and result pointers, the arena, the GEMM workspace.
+pub(crate) type EntryFn = unsafe extern "C" fn(*const usize, *mut u8, *mut gemmkit::Workspace);
 
 /// A finalized module with its entry point and (optionally) the CLIF text of each function.
 pub(crate) struct Jitted {
@@ -95,10 +96,10 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
         kernel_ids.push(Some(id));
     }
 
-    let gemm_sig = pointer_sig(&module, 4);
+    let gemm_sig = pointer_sig(&module, 6);
     let gemm_id =
         module.declare_function("bpc_gemm", Linkage::Import, &gemm_sig).map_err(|e| err("declare gemm", e))?;
-    let sig = pointer_sig(&module, 2);
+    let sig = pointer_sig(&module, 3);
     let entry_id = module.declare_function("entry", Linkage::Local, &sig).map_err(|e| err("declare entry", e))?;
     ctx.func.signature = sig;
     ctx.func.name = UserFuncName::user(0, entry_id.as_u32());
@@ -107,7 +108,7 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
     b.switch_to_block(block);
-    let (ptrs, ws) = (b.block_params(block)[0], b.block_params(block)[1]);
+    let (ptrs, ws, gemm_ws) = (b.block_params(block)[0], b.block_params(block)[1], b.block_params(block)[2]);
     let mut refs: HashMap<FuncId, FuncRef> = HashMap::new();
     let mut fref = |b: &mut FunctionBuilder, id: FuncId| {
         *refs.entry(id).or_insert_with(|| module.declare_func_in_func(id, b.func))
@@ -132,6 +133,11 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
                 for p in [g.dst, g.lhs, g.rhs] {
                     args.push(address(&mut b, p, ptrs, ws, n_args));
                 }
+                let scale = match g.scale {
+                    Some(p) => address(&mut b, p, ptrs, ws, n_args),
+                    None => b.ins().iconst(I64, 0),
+                };
+                args.extend([scale, gemm_ws]);
                 let f = fref(&mut b, gemm_id);
                 b.ins().call(f, &args);
             }
@@ -143,7 +149,7 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
     finish(&mut module, &mut ctx, entry_id, "entry", keep_clif.then_some(&mut clif))?;
     module.finalize_definitions().map_err(|e| err("finalize", e))?;
     let code = module.get_finalized_function(entry_id);
-    // SAFETY: `entry` was declared with two pointer-sized parameters and no results in the
+    // SAFETY: `entry` was declared with three pointer-sized parameters and no results in the
     // platform's C calling convention (`make_signature`).
     let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
     Ok(Jitted { module, entry, clif })
@@ -156,6 +162,7 @@ fn address(b: &mut FunctionBuilder, p: Ptr, ptrs: Value, ws: Value, n_args: usiz
         Base::Arg(i) => b.ins().load(I64, flags, ptrs, 8 * i as i32),
         Base::Result(j) => b.ins().load(I64, flags, ptrs, 8 * (n_args + j) as i32),
         Base::Ws(off) => b.ins().iadd_imm_s(ws, off as i64),
+        Base::Buf(_) => panic!("internal error: an arena buffer without an offset"),
     };
     if p.offset == 0 { base } else { b.ins().iadd_imm_s(base, p.offset as i64 * 4) }
 }

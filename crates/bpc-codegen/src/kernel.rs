@@ -39,6 +39,16 @@ pub(crate) enum Expr {
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
     /// `x^n` for a constant integer `n` (|n| <= [`MAX_POWI`]), as multiplications.
     PowI(Box<Expr>, i32),
+    /// A short dot product, the inlined matrix product of fusion: `Σ_{p<k} a[p·sa]·b[p·sb]`
+    /// where `a` and `b` are input operands (always `In` after substitution) read at the
+    /// current position plus `p` steps of `sa`/`sb` elements.
+    Dot {
+        a: Box<Expr>,
+        b: Box<Expr>,
+        k: usize,
+        sa: isize,
+        sb: isize,
+    },
 }
 
 /// The largest constant integer exponent lowered to multiplications.
@@ -80,6 +90,20 @@ impl Expr {
                 Box::new(f.substitute(subst)),
             ),
             Expr::PowI(a, n) => Expr::PowI(Box::new(a.substitute(subst)), n),
+            Expr::Dot { a, b, k, sa, sb } => {
+                Expr::Dot { a: Box::new(a.substitute(subst)), b: Box::new(b.substitute(subst)), k, sa, sb }
+            }
+        }
+    }
+
+    /// Whether the body contains a dot product (it needs its operands' addresses).
+    pub(crate) fn has_dot(&self) -> bool {
+        match self {
+            Expr::In(_) | Expr::Const(_) => false,
+            Expr::Un(_, a) | Expr::PowI(a, _) => a.has_dot(),
+            Expr::Bin(_, a, b) => a.has_dot() || b.has_dot(),
+            Expr::Select(c, t, f) => c.has_dot() || t.has_dot() || f.has_dot(),
+            Expr::Dot { .. } => true,
         }
     }
 
@@ -91,6 +115,7 @@ impl Expr {
             Expr::Bin(f, a, b) => a.cost() + b.cost() + fn2_cost(*f),
             Expr::Select(c, t, f) => c.cost() + t.cost() + f.cost() + 2,
             Expr::PowI(a, n) => a.cost() + 2 * (32 - n.unsigned_abs().leading_zeros() as usize) + 1,
+            Expr::Dot { k, .. } => 2 * k,
         }
     }
 }
@@ -148,6 +173,12 @@ impl Acc {
 
 /// A loop nest over `dims` (row-major, innermost last). Operand 0 is the output with strides
 /// `out`; operand `i + 1` is input `i` with strides `ins[i]` (all in elements, one per dim).
+///
+/// With `acc`, the body is accumulated into the output; `init` starts each output element at
+/// the accumulator's identity instead of its stored value, and `epilogue` (if any) maps the
+/// accumulated value before it is stored: its `In(0)` is that value and `In(1 + j)` the
+/// `j`-th of the last `epi_ins` inputs, read at the output's position. Both need the loop to
+/// finish each output element before moving on ([`LoopKernel::completes_outputs`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct LoopKernel {
     pub dims: Vec<usize>,
@@ -155,6 +186,35 @@ pub(crate) struct LoopKernel {
     pub ins: Vec<Vec<isize>>,
     pub body: Expr,
     pub acc: Option<Acc>,
+    pub init: bool,
+    pub epilogue: Option<Expr>,
+    pub epi_ins: usize,
+}
+
+impl LoopKernel {
+    /// A plain loop: `out = body(ins)` or `out = acc(out, body(ins))`.
+    pub(crate) fn new(dims: Vec<usize>, out: Vec<isize>, ins: Vec<Vec<isize>>, body: Expr, acc: Option<Acc>) -> Self {
+        LoopKernel { dims, out, ins, body, acc, init: false, epilogue: None, epi_ins: 0 }
+    }
+
+    /// The inputs the body reads (the rest feed the epilogue).
+    pub(crate) fn body_ins(&self) -> usize {
+        self.ins.len() - self.epi_ins
+    }
+
+    /// Whether the emitted loop finishes every output element in one stretch (all reduced
+    /// axes walked inside the kept ones), so it can start from the identity and apply an
+    /// epilogue. Mirrors the dispatch of `emit::emit_loop`.
+    pub(crate) fn completes_outputs(&self) -> bool {
+        let Some(_) = self.acc else { return true };
+        let inner = self.dims.len() - 1;
+        let unit = self.ins.iter().all(|s| s[inner] == 0 || s[inner] == 1);
+        let outer_reduced = (0..inner).any(|d| self.out[d] == 0);
+        if unit && self.out[inner] == 1 && outer_reduced {
+            return true; // columns: reduced axes inside each block of outputs
+        }
+        unit && self.out[inner] == 0 && !outer_reduced && !self.body.has_dot()
+    }
 }
 
 /// Kernels up to this many elements are inlined: a call with its prologue costs a few ns,
@@ -184,6 +244,29 @@ pub(crate) enum Kernel {
         classes: usize,
         y_stride: isize,
     },
+    /// Row-wise kernels fused into one loop over `rows` (fusion's `rows` kind): `pre` runs
+    /// once before the loop, every `phases` kernel once per row in order, `post` once after.
+    /// Each sub-kernel names its operands by index into this kernel's operands; operand `i`
+    /// advances by `row_strides[i]` elements per row (0 for `pre`/`post` operands and for
+    /// buffers that hold one row at a time).
+    Rows(Box<RowsKernel>),
+}
+
+/// See [`Kernel::Rows`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RowsKernel {
+    pub rows: usize,
+    pub row_strides: Vec<isize>,
+    pub pre: Vec<(Kernel, Vec<usize>)>,
+    pub phases: Vec<(Kernel, Vec<usize>)>,
+    pub post: Vec<(Kernel, Vec<usize>)>,
+}
+
+/// How a kernel uses one of its operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Role {
+    pub read: bool,
+    pub write: bool,
 }
 
 impl Kernel {
@@ -195,6 +278,7 @@ impl Kernel {
             Kernel::Loop(_) => "map",
             Kernel::Pick { .. } => "pick",
             Kernel::OneHot { .. } => "onehot",
+            Kernel::Rows(_) => "rows",
         }
     }
 
@@ -203,6 +287,10 @@ impl Kernel {
         match self {
             Kernel::Loop(k) => k.dims.iter().product(),
             Kernel::Pick { rows, classes, .. } | Kernel::OneHot { rows, classes, .. } => rows * classes,
+            Kernel::Rows(r) => {
+                let sub = |ks: &[(Kernel, Vec<usize>)]| ks.iter().map(|(k, _)| k.elements()).sum::<usize>();
+                sub(&r.pre) + r.rows * sub(&r.phases) + sub(&r.post)
+            }
         }
     }
 
@@ -217,6 +305,31 @@ impl Kernel {
             Kernel::Loop(k) => 1 + k.ins.len(),
             Kernel::Pick { .. } => 4,
             Kernel::OneHot { .. } => 2,
+            Kernel::Rows(r) => r.row_strides.len(),
+        }
+    }
+
+    /// How each operand is used, in operand order.
+    pub(crate) fn roles(&self) -> Vec<Role> {
+        let (r, w, rw) =
+            (Role { read: true, write: false }, Role { read: false, write: true }, Role { read: true, write: true });
+        match self {
+            Kernel::Loop(k) => {
+                let out = if k.acc.is_some() && !k.init { rw } else { w };
+                std::iter::once(out).chain(k.ins.iter().map(|_| r)).collect()
+            }
+            Kernel::Pick { .. } => vec![rw, r, r, r],
+            Kernel::OneHot { .. } => vec![rw, r],
+            Kernel::Rows(rows) => {
+                let mut roles = vec![Role { read: false, write: false }; rows.row_strides.len()];
+                for (k, idx) in rows.pre.iter().chain(&rows.phases).chain(&rows.post) {
+                    for (role, &i) in k.roles().iter().zip(idx) {
+                        roles[i].read |= role.read;
+                        roles[i].write |= role.write;
+                    }
+                }
+                roles
+            }
         }
     }
 }

@@ -31,15 +31,19 @@
 //! `tests/math.rs`), GEMM sums in plain `f32`, and a class label outside `0..classes` gives
 //! NaN (a NaN row for `onehot`) instead of an error, never an out-of-bounds read.
 
+mod alloc;
 mod emit;
 mod gemm;
 mod inplace;
 mod jit;
 mod kernel;
 mod labels;
+mod lazy;
 mod math;
+mod ops;
 mod plan;
 mod reduce;
+mod rows;
 mod runtime;
 
 use std::fmt;
@@ -168,9 +172,8 @@ pub fn compile_with(func: &Function, batch: usize, opts: &Options) -> Result<Com
                 rhs_rs: g.rhs_strides[0],
                 rhs_cs: g.rhs_strides[1],
                 threads: g.threads,
-                alpha: 0.0,
-                beta: 1.0,
-                read_dst: false,
+                alpha: g.alpha,
+                beta: g.beta,
             }),
             plan::Step::Kernel { .. } => None,
         })

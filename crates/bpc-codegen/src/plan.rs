@@ -1,21 +1,28 @@
 //! Planning: where every value lives and which kernels compute it, in program order.
 //!
-//! Each live value becomes a [`View`]: a strided window over a buffer (a caller's argument
-//! or result buffer, or a region of the workspace arena) or a folded constant. Computing
-//! instructions get a fresh contiguous region (or write straight into their result buffer);
+//! Each live value becomes a [`View`] (a strided window over a caller's buffer, an arena
+//! buffer, or a folded constant) or, inside a fused kernel, a *lazy* value (`lazy.rs`): an
+//! expression over views that is never stored and is inlined into the kernel that reads it.
 //! `reshape`, `broadcast`, `transpose` and `index` are views of their operand and cost
 //! nothing until a consumer reads them with those strides (stride 0 for broadcast axes).
-//! A consumer that needs contiguous memory materializes a view with a copy kernel.
+//!
+//! Without the optimizer (`Function::kernels` is `None`, `-O0`) every computing instruction
+//! gets its own kernel and its own arena buffer. With it, the members of each fused kernel
+//! that nothing outside reads are lazy, so each kernel becomes one loop nest (`rows`
+//! kernels one loop over the rows, `rows.rs`; `gemm` kernels one GEMM call with
+//! alpha/beta, `ops.rs`), and arena buffers are shared by liveness (`alloc.rs`).
 //!
 //! The output is a list of [`Step`]s for the entry function: kernel calls with their operand
 //! pointers, and GEMM calls.
 
 use std::collections::HashMap;
 
-use bpc_ir::{ArgId, BinaryOp, DType, Function, Inst, ReduceOp, Shape, UnaryOp, Value};
+use bpc_ir::{DType, Function, Inst, KernelKind, Shape, Value};
 
 use crate::inplace::write_updates_in_place;
-use crate::kernel::{Acc, Expr, Fn1, Fn2, Kernel, LoopKernel, collapse};
+use crate::kernel::{Expr, Kernel};
+use crate::lazy::{Lazy, Val};
+use crate::rows::RowsCtx;
 
 /// The buffer a pointer is relative to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,6 +33,8 @@ pub(crate) enum Base {
     Result(usize),
     /// The workspace arena, at this byte offset.
     Ws(usize),
+    /// Arena buffer `i` while planning; `alloc.rs` turns it into a `Ws` offset.
+    Buf(usize),
 }
 
 /// A runtime address: a base plus an element offset (all elements are 4 bytes).
@@ -40,27 +49,32 @@ pub(crate) enum Src {
     Mem(Ptr),
     /// A folded scalar constant (every element the same).
     Const(f32),
+    /// The accumulator of pending reduction `i` (`lazy.rs`), laid out as a contiguous
+    /// buffer of the reduced shape: only inside the epilogue of that reduction.
+    Acc(usize),
 }
 
-/// A strided window: element `idx` is at `offset + Σ idx[d]·strides[d]`.
+/// A strided window: element `idx` is at `offset + Σ idx[d]·strides[d]`. `batched`: the
+/// leading axis is the minibatch axis (the rows of a fused `rows` kernel).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct View {
     pub src: Src,
     pub dims: Vec<usize>,
     pub strides: Vec<isize>,
+    pub batched: bool,
 }
 
 impl View {
-    fn contiguous(src: Src, dims: Vec<usize>) -> View {
+    pub(crate) fn contiguous(src: Src, dims: Vec<usize>, batched: bool) -> View {
         let strides = match src {
-            Src::Mem(_) => natural_strides(&dims),
+            Src::Mem(_) | Src::Acc(_) => natural_strides(&dims),
             Src::Const(_) => vec![0; dims.len()],
         };
-        View { src, dims, strides }
+        View { src, dims, strides, batched }
     }
 
     /// Row-major contiguous memory (size-1 axes may have any stride).
-    fn is_contiguous(&self) -> bool {
+    pub(crate) fn is_contiguous(&self) -> bool {
         matches!(self.src, Src::Mem(_))
             && self
                 .dims
@@ -70,12 +84,12 @@ impl View {
                 .all(|((&n, &s), t)| n == 1 || s == t)
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.dims.iter().product()
     }
 }
 
-fn natural_strides(dims: &[usize]) -> Vec<isize> {
+pub(crate) fn natural_strides(dims: &[usize]) -> Vec<isize> {
     let mut s = vec![1isize; dims.len()];
     for i in (0..dims.len().saturating_sub(1)).rev() {
         s[i] = s[i + 1] * dims[i + 1] as isize;
@@ -83,7 +97,8 @@ fn natural_strides(dims: &[usize]) -> Vec<isize> {
     s
 }
 
-/// A call to the gemm shim: `dst[m,n] = lhs[m,k] · rhs[k,n]`, strides in elements.
+/// A call to the gemm shim: `dst[m,n] = alpha·s·(lhs[m,k] · rhs[k,n]) + beta·dst`, strides in
+/// elements, `s` read at run time from `scale` (1 without).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct GemmCall {
     pub m: usize,
@@ -95,8 +110,11 @@ pub(crate) struct GemmCall {
     pub lhs_strides: [isize; 2],
     pub rhs: Ptr,
     pub rhs_strides: [isize; 2],
-    /// 1: `Parallelism::None`; more: `Parallelism::Rayon(threads)`.
+    /// 1: on the calling thread; more: split over that many threads.
     pub threads: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub scale: Option<Ptr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +125,22 @@ pub(crate) enum Step {
         ptrs: Vec<Ptr>,
     },
     Gemm(GemmCall),
+}
+
+impl Step {
+    /// `(pointer, read, written)` for every operand.
+    pub(crate) fn accesses(&self, kernels: &[Kernel]) -> Vec<(Ptr, bool, bool)> {
+        match self {
+            Step::Kernel { kernel, ptrs } => {
+                kernels[*kernel].roles().iter().zip(ptrs).map(|(r, p)| (*p, r.read, r.write)).collect()
+            }
+            Step::Gemm(g) => {
+                let mut a = vec![(g.dst, g.beta != 0.0, true), (g.lhs, true, false), (g.rhs, true, false)];
+                a.extend(g.scale.map(|p| (p, true, false)));
+                a
+            }
+        }
+    }
 }
 
 /// What the entry function does, and the kernels it calls.
@@ -125,17 +159,42 @@ pub(crate) struct GemmPolicy {
     pub parallel_min: usize,
 }
 
-struct Planner<'f> {
-    func: &'f Function,
-    batch: usize,
-    gemm: GemmPolicy,
-    views: Vec<Option<View>>,
+/// What the optimizer's kernels say about one value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Role {
+    /// Computed and stored (an output of its kernel, or in none).
+    Stored,
+    /// A member only its own kernel reads: lazy.
+    Inner(KernelKind),
+    /// A member of a `gemm` kernel below its root: planned by the root.
+    GemmInner,
+    /// The root of `gemm` kernel `i`.
+    GemmRoot(usize),
+}
+
+pub(crate) struct Planner<'f> {
+    pub func: &'f Function,
+    pub batch: usize,
+    pub gemm: GemmPolicy,
+    /// The optimizer ran: share buffers by liveness and write updates in place.
+    pub optimized: bool,
+    pub vals: Vec<Option<Val>>,
+    pub role: Vec<Role>,
     /// Values computed straight into a (non-update) result buffer.
-    result_slot: HashMap<Value, usize>,
-    ws_bytes: usize,
-    steps: Vec<Step>,
-    kernels: Vec<Kernel>,
+    pub result_slot: HashMap<Value, usize>,
+    /// Params already written in place (by a fused GEMM update).
+    pub written: Vec<bool>,
+    pub steps: Vec<Step>,
+    pub kernels: Vec<Kernel>,
     kernel_ids: HashMap<Kernel, usize>,
+    /// Elements of each arena buffer (`Base::Buf`).
+    pub bufs: Vec<usize>,
+    pub pending: Vec<crate::lazy::Pending>,
+    pub rows: Option<RowsCtx>,
+    /// `logsumexp` parts already computed: `(input, axes) -> (max, sum of exp)`.
+    pub lse_memo: Vec<(View, Vec<usize>, View, View)>,
+    /// `(step index, arg index)` of the final copies of update results.
+    pub update_copies: Vec<(usize, usize)>,
 }
 
 /// Plans `func` at minibatch size `batch`.
@@ -144,27 +203,86 @@ pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Plan {
         func,
         batch,
         gemm,
-        views: vec![None; func.len()],
+        optimized: func.kernels.is_some(),
+        vals: vec![None; func.len()],
+        role: roles(func),
         result_slot: HashMap::new(),
-        ws_bytes: 0,
+        written: vec![false; func.args.len()],
         steps: Vec::new(),
         kernels: Vec::new(),
         kernel_ids: HashMap::new(),
+        bufs: Vec::new(),
+        pending: Vec::new(),
+        rows: None,
+        lse_memo: Vec::new(),
+        update_copies: Vec::new(),
     };
     for (j, r) in func.results.iter().filter(|r| r.update.is_none()).enumerate() {
         if computes(func.inst(r.value)) && func.ty(r.value).dtype == DType::F32 {
             p.result_slot.entry(r.value).or_insert(j);
         }
     }
+    let rows_kernels: Vec<(Value, Value)> = func
+        .kernels
+        .iter()
+        .flatten()
+        .filter(|k| k.kind == KernelKind::Rows)
+        .map(|k| (k.values[0], k.values[k.values.len() - 1]))
+        .collect();
     let live = func.live_values();
     for v in func.values() {
+        if let Some(&(first, last)) = rows_kernels.iter().find(|(f, _)| *f == v) {
+            p.begin_rows(first, last);
+        }
         if live[v.index()] {
-            let view = p.value(v);
-            p.views[v.index()] = Some(view);
+            let val = p.value(v);
+            p.vals[v.index()] = val;
+        }
+        if p.rows.as_ref().is_some_and(|r| r.last == v) {
+            p.end_rows();
         }
     }
     p.results();
-    Plan { steps: p.steps, kernels: p.kernels, ws_bytes: p.ws_bytes }
+    if p.optimized {
+        write_updates_in_place(&mut p.steps, &p.kernels, &p.update_copies);
+    }
+    let ws_bytes = crate::alloc::allocate(&mut p.steps, &p.kernels, &p.bufs, p.optimized);
+    let (steps, kernels) = used_kernels(p.steps, p.kernels);
+    Plan { steps, kernels, ws_bytes }
+}
+
+/// Drops kernels no step calls (those fused into a rows kernel), renumbering the rest.
+fn used_kernels(mut steps: Vec<Step>, kernels: Vec<Kernel>) -> (Vec<Step>, Vec<Kernel>) {
+    let mut new_id = vec![None; kernels.len()];
+    let mut used = Vec::new();
+    for s in &mut steps {
+        if let Step::Kernel { kernel, .. } = s {
+            let id = *new_id[*kernel].get_or_insert_with(|| {
+                used.push(kernels[*kernel].clone());
+                used.len() - 1
+            });
+            *kernel = id;
+        }
+    }
+    (steps, used)
+}
+
+/// Each value's [`Role`] under the function's kernels.
+fn roles(func: &Function) -> Vec<Role> {
+    let mut role = vec![Role::Stored; func.len()];
+    for (i, k) in func.kernels.iter().flatten().enumerate() {
+        let outputs = k.outputs(func);
+        let root = k.values[k.values.len() - 1];
+        for &v in &k.values {
+            role[v.index()] = match k.kind {
+                KernelKind::Gemm if v == root => Role::GemmRoot(i),
+                KernelKind::Gemm => Role::GemmInner,
+                _ if outputs.contains(&v) => Role::Stored,
+                kind => Role::Inner(kind),
+            };
+        }
+    }
+    role
 }
 
 /// Whether an instruction writes a fresh buffer (rather than being a view or a constant).
@@ -190,131 +308,33 @@ fn computes(inst: &Inst) -> bool {
 }
 
 impl Planner<'_> {
-    fn view(&self, v: Value) -> View {
-        match &self.views[v.index()] {
-            Some(view) => view.clone(),
-            None => panic!("internal error: {v} used before it was planned"),
-        }
-    }
-
-    fn sizes(&self, v: Value) -> Vec<usize> {
+    pub(crate) fn sizes(&self, v: Value) -> Vec<usize> {
         self.func.shape(v).sizes(self.batch)
     }
 
-    /// A fresh 64-byte-aligned workspace region of `len` elements.
-    fn alloc(&mut self, len: usize) -> Ptr {
-        let off = self.ws_bytes;
-        self.ws_bytes += (len * 4).div_ceil(64) * 64;
-        Ptr { base: Base::Ws(off), offset: 0 }
+    /// A fresh arena buffer of `elems` elements.
+    pub(crate) fn alloc(&mut self, elems: usize) -> Ptr {
+        self.bufs.push(elems);
+        Ptr { base: Base::Buf(self.bufs.len() - 1), offset: 0 }
     }
 
     /// Where value `v` (a computing instruction) is written.
-    fn out(&mut self, v: Value) -> View {
+    pub(crate) fn out(&mut self, v: Value) -> View {
         let dims = self.sizes(v);
         let ptr = match self.result_slot.get(&v) {
             Some(&j) => Ptr { base: Base::Result(j), offset: 0 },
             None => self.alloc(dims.iter().product()),
         };
-        View::contiguous(Src::Mem(ptr), dims)
+        View::contiguous(Src::Mem(ptr), dims, self.func.shape(v).batch)
     }
 
-    fn scratch(&mut self, dims: Vec<usize>) -> View {
+    pub(crate) fn scratch(&mut self, dims: Vec<usize>, batched: bool) -> View {
         let ptr = self.alloc(dims.iter().product());
-        View::contiguous(Src::Mem(ptr), dims)
+        View::contiguous(Src::Mem(ptr), dims, batched)
     }
 
-    fn value(&mut self, v: Value) -> View {
-        let func = self.func;
-        match func.inst(v) {
-            Inst::Arg(id) => View::contiguous(Src::Mem(Ptr { base: Base::Arg(id.index()), offset: 0 }), self.sizes(v)),
-            Inst::Const(c) => View::contiguous(Src::Const(*c as f32), vec![]),
-            Inst::BatchSize => View::contiguous(Src::Const(self.batch as f32), vec![]),
-            Inst::Unary { op, arg } => self.map(v, &[*arg], Expr::un(*op, Expr::In(0))),
-            Inst::Binary { op, lhs, rhs } => self.map(v, &[*lhs, *rhs], Expr::bin(*op, Expr::In(0), Expr::In(1))),
-            Inst::Select { cond, on_true, on_false } => {
-                let body = Expr::Select(Box::new(Expr::In(0)), Box::new(Expr::In(1)), Box::new(Expr::In(2)));
-                self.map(v, &[*cond, *on_true, *on_false], body)
-            }
-            Inst::Reduce { op, arg, axes } => {
-                let out = self.out(v);
-                let x = self.view(*arg);
-                self.reduce(*op, &x, axes, &out);
-                out
-            }
-            Inst::Broadcast { arg, to } => broadcast_view(&self.view(*arg), func.shape(*arg), to, self.batch),
-            Inst::Reshape { arg, .. } => {
-                let x = self.view(*arg);
-                let x = if let Src::Const(_) = x.src { x } else { self.materialize(x) };
-                View::contiguous(x.src, self.sizes(v))
-            }
-            Inst::Transpose { arg } => {
-                let mut x = self.view(*arg);
-                let r = x.dims.len();
-                x.dims.swap(r - 2, r - 1);
-                x.strides.swap(r - 2, r - 1);
-                x
-            }
-            Inst::Index { arg, at } => index_view(&self.view(*arg), func.shape(*arg), at),
-            Inst::MatMul { lhs, rhs, ta, tb } => self.matmul(v, *lhs, *rhs, *ta, *tb),
-            Inst::Softmax { arg, axis, log } => self.softmax(v, *arg, *axis, *log),
-            Inst::CrossEntropy { logits, label } => self.cross_entropy(v, *logits, *label),
-            Inst::OneHot { label, classes } => {
-                let out = self.out(v);
-                self.fill(&out, 0.0);
-                let (rows, y_stride, y) = self.rows_of(self.view(*label));
-                self.kernel(Kernel::OneHot { rows, classes: *classes, y_stride }, vec![ptr_of(&out), y]);
-                out
-            }
-            Inst::Scatter { arg, at, to } => {
-                let out = self.out(v);
-                self.fill(&out, 0.0);
-                let dst = index_view(&out, to, at);
-                let x = self.view(*arg);
-                self.push_loop(&dst, &[x], Expr::In(0), None);
-                out
-            }
-        }
-    }
-
-    /// An elementwise instruction: `out = body(operands)`.
-    fn map(&mut self, v: Value, operands: &[Value], body: Expr) -> View {
-        let out = self.out(v);
-        let ins: Vec<View> = operands.iter().map(|&o| self.view(o)).collect();
-        self.push_loop(&out, &ins, body, None);
-        out
-    }
-
-    /// Appends a loop kernel over `out.dims`; every input view has those dims.
-    fn push_loop(&mut self, out: &View, ins: &[View], body: Expr, acc: Option<Acc>) {
-        if out.len() == 0 {
-            return;
-        }
-        let mut ptrs = vec![ptr_of(out)];
-        let mut strides = vec![out.strides.clone()];
-        let mut subst = Vec::with_capacity(ins.len());
-        for x in ins {
-            debug_assert_eq!(x.dims, out.dims, "loop operand dims");
-            match x.src {
-                Src::Const(c) => subst.push(Expr::konst(c)),
-                Src::Mem(p) => {
-                    let same = (1..ptrs.len()).find(|&i| ptrs[i] == p && strides[i] == x.strides);
-                    let i = same.unwrap_or_else(|| {
-                        ptrs.push(p);
-                        strides.push(x.strides.clone());
-                        ptrs.len() - 1
-                    });
-                    subst.push(Expr::In(i - 1));
-                }
-            }
-        }
-        let body = body.substitute(&subst);
-        let (dims, mut strides) = collapse(&out.dims, &strides);
-        let ins = strides.split_off(1);
-        let out_strides = strides.pop().expect("output strides");
-        self.kernel(Kernel::Loop(LoopKernel { dims, out: out_strides, ins, body, acc }), ptrs);
-    }
-
-    fn kernel(&mut self, k: Kernel, ptrs: Vec<Ptr>) {
+    /// Appends a call of kernel `k` (shared with identical kernels) with these operands.
+    pub(crate) fn kernel(&mut self, k: Kernel, ptrs: Vec<Ptr>) {
         debug_assert_eq!(k.arity(), ptrs.len());
         let next = self.kernels.len();
         let id = *self.kernel_ids.entry(k.clone()).or_insert(next);
@@ -324,207 +344,122 @@ impl Planner<'_> {
         self.steps.push(Step::Kernel { kernel: id, ptrs });
     }
 
-    fn fill(&mut self, out: &View, x: f32) {
-        self.push_loop(out, &[], Expr::konst(x), None);
+    /// Plans value `v`; `None` for members a GEMM kernel's root plans.
+    fn value(&mut self, v: Value) -> Option<Val> {
+        let func = self.func;
+        let batched = func.shape(v).batch;
+        let view = |src: Src, p: &Self| Some(Val::View(View::contiguous(src, p.sizes(v), batched)));
+        match self.role[v.index()] {
+            Role::GemmInner => return None,
+            Role::GemmRoot(i) => return Some(Val::View(self.gemm_update(v, i))),
+            Role::Stored | Role::Inner(_) => {}
+        }
+        let val = match func.inst(v) {
+            Inst::Arg(id) => return view(Src::Mem(Ptr { base: Base::Arg(id.index()), offset: 0 }), self),
+            Inst::Const(c) => Val::View(View { src: Src::Const(*c as f32), dims: vec![], strides: vec![], batched }),
+            Inst::BatchSize => {
+                Val::View(View { src: Src::Const(self.batch as f32), dims: vec![], strides: vec![], batched })
+            }
+            Inst::Unary { op, arg } => self.elementwise(v, &[*arg], Expr::un(*op, Expr::In(0))),
+            Inst::Binary { op, lhs, rhs } => {
+                self.elementwise(v, &[*lhs, *rhs], Expr::bin(*op, Expr::In(0), Expr::In(1)))
+            }
+            Inst::Select { cond, on_true, on_false } => {
+                let body = Expr::Select(Box::new(Expr::In(0)), Box::new(Expr::In(1)), Box::new(Expr::In(2)));
+                self.elementwise(v, &[*cond, *on_true, *on_false], body)
+            }
+            Inst::Reduce { op, arg, axes } => self.reduce_value(v, *op, *arg, axes),
+            Inst::Broadcast { arg, to } => {
+                let (from, to, b) = (func.shape(*arg).clone(), to.clone(), self.batch);
+                self.transform(*arg, &|x| broadcast_view(x, &from, &to, b))
+            }
+            Inst::Reshape { arg, .. } => self.reshape(v, *arg),
+            Inst::Transpose { arg } => self.transform(*arg, &|x| {
+                let mut x = x.clone();
+                let r = x.dims.len();
+                x.dims.swap(r - 2, r - 1);
+                x.strides.swap(r - 2, r - 1);
+                x
+            }),
+            Inst::Index { arg, at } => {
+                let (shape, at) = (func.shape(*arg).clone(), at.clone());
+                self.transform(*arg, &|x| index_view(x, &shape, &at))
+            }
+            Inst::MatMul { lhs, rhs, ta, tb } => self.matmul(v, *lhs, *rhs, *ta, *tb),
+            Inst::Softmax { arg, axis, log } => Val::View(self.softmax(v, *arg, *axis, *log)),
+            Inst::CrossEntropy { logits, label } => Val::View(self.cross_entropy(v, *logits, *label)),
+            Inst::OneHot { label, classes } => Val::View(self.onehot(v, *label, *classes)),
+            Inst::Scatter { arg, at, to } => Val::View(self.scatter(v, *arg, at, to)),
+        };
+        Some(val)
     }
 
-    /// `x` itself if contiguous memory, else a contiguous copy in the workspace.
-    fn materialize(&mut self, x: View) -> View {
+    /// Whether `v` is lazy (read only inside its own fused kernel).
+    pub(crate) fn is_inner(&self, v: Value) -> bool {
+        matches!(self.role[v.index()], Role::Inner(_))
+    }
+
+    /// A reshape: a view of contiguous memory (or of a constant), else of a contiguous copy.
+    fn reshape(&mut self, v: Value, arg: Value) -> Val {
+        let dims = self.sizes(v);
+        let batched = self.func.shape(v).batch;
+        if let Some(Val::Lazy(l)) = &self.vals[arg.index()]
+            && l.ins.iter().all(|x| x.is_contiguous() || matches!(x.src, Src::Const(_)))
+        {
+            let mut l = l.clone();
+            for x in &mut l.ins {
+                *x = View::contiguous(x.src, dims.clone(), batched);
+            }
+            l.dims = dims;
+            l.batched = batched;
+            return Val::Lazy(l);
+        }
+        let x = self.view(arg);
+        let x = if let Src::Const(_) = x.src { x } else { self.materialize_view(x) };
+        Val::View(View::contiguous(x.src, dims, batched))
+    }
+
+    /// `x` itself if contiguous memory, else a contiguous copy in the arena.
+    pub(crate) fn materialize_view(&mut self, x: View) -> View {
         if x.is_contiguous() {
             return x;
         }
-        let out = self.scratch(x.dims.clone());
+        let out = self.scratch(x.dims.clone(), x.batched);
         self.push_loop(&out, &[x], Expr::In(0), None);
         out
     }
 
-    /// `out[kept] = op over axes of x`.
-    fn reduce(&mut self, op: ReduceOp, x: &View, axes: &[usize], out: &View) {
-        let into = expand(out, &x.dims, axes);
-        let count: usize = axes.iter().map(|&a| x.dims[a]).product();
-        let accumulate = |p: &mut Self, acc: Acc| {
-            p.fill(out, acc.identity());
-            p.push_loop(&into, std::slice::from_ref(x), Expr::In(0), Some(acc));
-        };
-        match op {
-            ReduceOp::Sum => accumulate(self, Acc::Sum),
-            ReduceOp::Mean => {
-                accumulate(self, Acc::Sum);
-                let n = Expr::konst(count as f32);
-                self.push_loop(out, std::slice::from_ref(out), Expr::bin(BinaryOp::Div, Expr::In(0), n), None);
-            }
-            ReduceOp::Max => accumulate(self, Acc::Max),
-            ReduceOp::Min => accumulate(self, Acc::Min),
-            ReduceOp::LogSumExp => {
-                let (m, s) = self.lse_parts(x, axes, out.dims.clone());
-                let body = Expr::Bin(Fn2::LseFinish, Box::new(Expr::In(0)), Box::new(Expr::In(1)));
-                self.push_loop(out, &[m, s], body, None);
-            }
-        }
-    }
-
-    /// The parts of `logsumexp` over `axes` as two scratch views of the reduced `dims`:
-    /// `m = max x` and `s = Σ e^(x - m)`, with `m` taken as 0 in `s` where it is infinite.
-    fn lse_parts(&mut self, x: &View, axes: &[usize], dims: Vec<usize>) -> (View, View) {
-        let m = self.scratch(dims.clone());
-        let m_into = expand(&m, &x.dims, axes);
-        self.fill(&m, Acc::Max.identity());
-        self.push_loop(&m_into, std::slice::from_ref(x), Expr::In(0), Some(Acc::Max));
-        let s = self.scratch(dims);
-        let s_into = expand(&s, &x.dims, axes);
-        self.fill(&s, 0.0);
-        let body = Expr::un(UnaryOp::Exp, Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1))));
-        self.push_loop(&s_into, &[x.clone(), m_into], body, Some(Acc::Sum));
-        (m, s)
-    }
-
-    /// `log_softmax(x) = (x - m) - log s` and `softmax(x) = e^(log_softmax x)` along `axis`:
-    /// `x - m` first keeps the result accurate when `x` is large.
-    fn softmax(&mut self, v: Value, arg: Value, axis: usize, log: bool) -> View {
-        let x = self.view(arg);
-        let mut dims = x.dims.clone();
-        dims.remove(axis);
-        let (m, s) = self.lse_parts(&x, &[axis], dims);
-        let (m, s) = (expand(&m, &x.dims, &[axis]), expand(&s, &x.dims, &[axis]));
-        let centered = Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1)));
-        let diff = Expr::bin(BinaryOp::Sub, centered, Expr::un(UnaryOp::Log, Expr::In(2)));
-        let body = if log { diff } else { Expr::un(UnaryOp::Exp, diff) };
-        let out = self.out(v);
-        self.push_loop(&out, &[x, m, s], body, None);
-        out
-    }
-
-    /// `(m - z[y]) + log s` per row, `m` and `s` the parts of `logsumexp z`; a class out of
-    /// range gives NaN.
-    fn cross_entropy(&mut self, v: Value, logits: Value, label: Value) -> View {
-        let out = self.out(v);
-        let z = self.view(logits);
-        let last = z.dims.len() - 1;
-        let (m, s) = self.lse_parts(&z, &[last], out.dims.clone());
-        self.push_loop(&out, &[s], Expr::un(UnaryOp::Log, Expr::In(0)), None);
-        let classes = z.dims[last];
-        let (z_row, z) = match rows_stride(&z.dims[..last], &z.strides[..last]) {
-            Some(s) if matches!(z.src, Src::Mem(_)) => (s, z),
-            _ => {
-                let z = self.materialize(z);
-                (classes as isize, z)
-            }
-        };
-        let (rows, y_stride, y) = self.rows_of(self.view(label));
-        let z_col = z.strides[last];
-        let ptrs = vec![ptr_of(&out), ptr_of(&z), y, ptr_of(&m)];
-        self.kernel(Kernel::Pick { rows, classes, z_row, z_col, y_stride }, ptrs);
-        out
-    }
-
-    /// A label view as `rows` elements at one stride (materialized if it has none).
-    fn rows_of(&mut self, y: View) -> (usize, isize, Ptr) {
-        let rows = y.len();
-        if let (Src::Mem(p), Some(s)) = (y.src, rows_stride(&y.dims, &y.strides)) {
-            return (rows, s, p);
-        }
-        let y = self.materialize(y);
-        (rows, 1, ptr_of(&y))
-    }
-
-    fn matmul(&mut self, v: Value, lhs: Value, rhs: Value, ta: bool, tb: bool) -> View {
-        let out = self.out(v);
-        let (a, b) = (self.view(lhs), self.view(rhs));
-        // gemm reads any strides, but keep it to real memory without stride-0 axes.
-        let plain = |x: &View| matches!(x.src, Src::Mem(_)) && x.strides.iter().all(|&s| s != 0);
-        let a = if plain(&a) { a } else { self.materialize(a) };
-        let b = if plain(&b) { b } else { self.materialize(b) };
-        let (m, n) = (out.dims[0], out.dims[1]);
-        let k = if ta { a.dims[0] } else { a.dims[1] };
-        let op_strides =
-            |x: &View, t: bool| if t { [x.strides[1], x.strides[0]] } else { [x.strides[0], x.strides[1]] };
-        let work = m.saturating_mul(n).saturating_mul(k);
-        let threads = if work >= self.gemm.parallel_min { self.gemm.threads.max(1) } else { 1 };
-        if m * n > 0 {
-            self.steps.push(Step::Gemm(GemmCall {
-                m,
-                n,
-                k,
-                dst: ptr_of(&out),
-                dst_strides: [out.strides[0], out.strides[1]],
-                lhs: ptr_of(&a),
-                lhs_strides: op_strides(&a, ta),
-                rhs: ptr_of(&b),
-                rhs_strides: op_strides(&b, tb),
-                threads,
-            }));
-        }
-        out
-    }
-
-    /// Copies every result that was not computed in place into its buffer, then the updates
-    /// into their params (after every other read: a param may feed another result).
-    fn results(&mut self) {
-        let func = self.func;
-        for (j, r) in func.results.iter().filter(|r| r.update.is_none()).enumerate() {
-            if self.result_slot.get(&r.value) == Some(&j) {
-                continue;
-            }
-            let x = self.view(r.value);
-            let dst = View::contiguous(Src::Mem(Ptr { base: Base::Result(j), offset: 0 }), x.dims.clone());
-            self.push_loop(&dst, &[x], Expr::In(0), None);
-        }
-        let mut updates: Vec<(ArgId, View)> = Vec::new();
-        for r in func.results.iter() {
-            if let Some(p) = r.update {
-                let mut x = self.view(r.value);
-                // A view of an argument could be overwritten by an earlier update: copy it.
-                if let Src::Mem(Ptr { base: Base::Arg(_), .. }) = x.src {
-                    let dst = self.scratch(x.dims.clone());
-                    self.push_loop(&dst, &[x], Expr::In(0), None);
-                    x = dst;
-                }
-                updates.push((p, x));
-            }
-        }
-        let mut copies = Vec::new();
-        for (p, x) in updates {
-            let dst = View::contiguous(Src::Mem(Ptr { base: Base::Arg(p.index()), offset: 0 }), x.dims.clone());
-            let before = self.steps.len();
-            self.push_loop(&dst, &[x], Expr::In(0), None);
-            if self.steps.len() > before {
-                copies.push((before, p.index()));
-            }
-        }
-        write_updates_in_place(&mut self.steps, &self.kernels, &copies);
+    pub(crate) fn fill(&mut self, out: &View, x: f32) {
+        self.push_loop(out, &[], Expr::konst(x), None);
     }
 }
 
-/// The safe shift of `logsumexp`: `m`, or 0 where `m` is infinite.
-fn shift(m: Expr) -> Expr {
-    Expr::Un(Fn1::FiniteOr0, Box::new(m))
-}
-
-fn ptr_of(x: &View) -> Ptr {
+/// The pointer of a memory view.
+pub(crate) fn ptr_of(x: &View) -> Ptr {
     match x.src {
         Src::Mem(p) => p,
-        Src::Const(_) => panic!("internal error: a constant has no address"),
+        Src::Const(_) | Src::Acc(_) => panic!("internal error: a constant has no address"),
     }
 }
 
 /// The single stride that walks all of `dims` in row-major order, if there is one.
-fn rows_stride(dims: &[usize], strides: &[isize]) -> Option<isize> {
-    let (d, s) = collapse(dims, &[strides.to_vec()]);
+pub(crate) fn rows_stride(dims: &[usize], strides: &[isize]) -> Option<isize> {
+    let (d, s) = crate::kernel::collapse(dims, &[strides.to_vec()]);
     match d[..] {
         [_] => Some(if d[0] == 1 { 1 } else { s[0][0] }),
         _ => None,
     }
 }
 
-/// `out` (the reduced shape) seen over `dims`, with stride 0 on the reduced `axes`.
-fn expand(out: &View, dims: &[usize], axes: &[usize]) -> View {
+/// `out` (the reduced shape) seen over `x`'s dims, with stride 0 on the reduced `axes`.
+pub(crate) fn expand(out: &View, x: &View, axes: &[usize]) -> View {
     let mut kept = out.strides.iter();
-    let strides = (0..dims.len()).map(|a| if axes.contains(&a) { 0 } else { *kept.next().unwrap_or(&0) }).collect();
-    View { src: out.src, dims: dims.to_vec(), strides }
+    let strides = (0..x.dims.len()).map(|a| if axes.contains(&a) { 0 } else { *kept.next().unwrap_or(&0) }).collect();
+    View { src: out.src, dims: x.dims.clone(), strides, batched: x.batched }
 }
 
 /// NumPy broadcasting as a view: new and size-1 axes get stride 0.
-fn broadcast_view(x: &View, from: &Shape, to: &Shape, batch: usize) -> View {
+pub(crate) fn broadcast_view(x: &View, from: &Shape, to: &Shape, batch: usize) -> View {
     let dims = to.sizes(batch);
     let mut strides = vec![0isize; dims.len()];
     let (fb, tb) = (from.batch as usize, to.batch as usize);
@@ -537,11 +472,11 @@ fn broadcast_view(x: &View, from: &Shape, to: &Shape, batch: usize) -> View {
             strides[tb + lead + k] = x.strides[fb + k];
         }
     }
-    View { src: x.src, dims, strides }
+    View { src: x.src, dims, strides, batched: to.batch }
 }
 
 /// Fixing the leading example axes at `at`: an offset and fewer axes.
-fn index_view(x: &View, shape: &Shape, at: &[usize]) -> View {
+pub(crate) fn index_view(x: &View, shape: &Shape, at: &[usize]) -> View {
     let b = shape.batch as usize;
     let mut src = x.src;
     if let Src::Mem(p) = &mut src {
@@ -550,5 +485,14 @@ fn index_view(x: &View, shape: &Shape, at: &[usize]) -> View {
     let kept: Vec<usize> = (0..x.dims.len()).filter(|&d| d < b || d >= b + at.len()).collect();
     let dims = kept.iter().map(|&d| x.dims[d]).collect();
     let strides = kept.iter().map(|&d| x.strides[d]).collect();
-    View { src, dims, strides }
+    View { src, dims, strides, batched: x.batched }
+}
+
+/// A lazy value that is just one view.
+pub(crate) fn lazy_of(x: View) -> Lazy {
+    let (dims, batched) = (x.dims.clone(), x.batched);
+    match x.src {
+        Src::Const(c) => Lazy { body: Expr::konst(c), ins: vec![], dims, batched },
+        Src::Mem(_) | Src::Acc(_) => Lazy { body: Expr::In(0), ins: vec![x], dims, batched },
+    }
 }

@@ -10,7 +10,7 @@ use cranelift_codegen::ir::types::{F32, F32X4, I32X4};
 use cranelift_codegen::ir::{ConstantData, InstBuilder, MemFlagsData, Value};
 
 use crate::emit::{
-    advance, body, combine, counted, load_inputs, load_lanes, out_flags, store_lanes, unroll, vector_steps,
+    advance, body, combine, counted, epilogue, load_inputs, load_lanes, out_flags, store_lanes, unroll, vector_steps,
 };
 use crate::kernel::{Acc, LoopKernel};
 use crate::math::Em;
@@ -77,8 +77,8 @@ pub(crate) fn reduce_row(e: &mut Em, k: &LoopKernel, acc: Acc, ptrs: &[Value], s
         let (p, accs) = s.split_at(np);
         let mut next = advance(e, p, &big);
         for (j, st) in accs.chunks(sl).enumerate() {
-            let ins = load_inputs(e, p, splats, 16 * j as i32, 4);
-            let x = body(e, &k.body, &ins);
+            let ins = load_inputs(e, p, &splats[..k.body_ins()], 16 * j as i32, 4);
+            let x = body(e, &k.body, &ins, None);
             next.extend(add(e, acc, st, x));
         }
         next
@@ -94,8 +94,8 @@ pub(crate) fn reduce_row(e: &mut Em, k: &LoopKernel, acc: Acc, ptrs: &[Value], s
     let state: Vec<Value> = p.iter().copied().chain(st).collect();
     let state = counted(e, (n % (4 * u)) / 4, state, &mut |e, s| {
         let (p, st) = s.split_at(np);
-        let ins = load_inputs(e, p, splats, 0, 4);
-        let x = body(e, &k.body, &ins);
+        let ins = load_inputs(e, p, &splats[..k.body_ins()], 0, 4);
+        let x = body(e, &k.body, &ins, None);
         let mut next = advance(e, p, &one);
         next.extend(add(e, acc, st, x));
         next
@@ -104,8 +104,8 @@ pub(crate) fn reduce_row(e: &mut Em, k: &LoopKernel, acc: Acc, ptrs: &[Value], s
     let mut st = st.to_vec();
     let tail = n % 4;
     if tail > 0 {
-        let ins = load_inputs(e, p, splats, 0, tail);
-        let x = body(e, &k.body, &ins);
+        let ins = load_inputs(e, p, &splats[..k.body_ins()], 0, tail);
+        let x = body(e, &k.body, &ins, None);
         let mask = lane_mask(e, tail);
         let ident = e.c(acc.identity());
         let x = e.sel(mask, x, ident);
@@ -113,9 +113,16 @@ pub(crate) fn reduce_row(e: &mut Em, k: &LoopKernel, acc: Acc, ptrs: &[Value], s
     }
     let v = value(e, acc, &st);
     let h = e.horizontal(v, |e, a, b| combine(e, acc, a, b));
-    let o = e.b.ins().load(F32, out_flags(), p[0], 0);
-    let o = e.in_lane0(o);
-    let r = combine(e, acc, o, h);
+    let r = if k.init {
+        h
+    } else {
+        let o = e.b.ins().load(F32, out_flags(), p[0], 0);
+        let o = e.in_lane0(o);
+        combine(e, acc, o, h)
+    };
+    // Epilogue inputs sit at the output's position: broadcast along the row.
+    let epi: Vec<Value> = splats[k.body_ins()..].iter().map(|s| s.expect("epilogue inputs are per output")).collect();
+    let r = epilogue(e, k, r, &epi);
     let r = e.lane0(r);
     e.b.ins().store(out_flags(), r, p[0], 0);
 }
@@ -177,18 +184,35 @@ fn column_block(e: &mut Em, k: &LoopKernel, acc: Acc, reduced: &[usize], ptrs: &
         with_out.extend_from_slice(p);
         let mut next = Vec::with_capacity(accs.len());
         for (j, st) in accs.chunks(sl).enumerate() {
-            let ins = load_inputs(e, &with_out, &splats, 16 * j as i32, lanes);
-            let x = body(e, &k.body, &ins);
+            let ins = load_inputs(e, &with_out, &splats[..k.body_ins()], 16 * j as i32, lanes);
+            let x = body(e, &k.body, &ins, None);
             next.extend(add(e, acc, st, x));
         }
         next
     };
     let accs = levels(e, k, reduced, ptrs[1..].to_vec(), accs, &mut leaf);
+    let n = k.body_ins();
     for (j, st) in accs.chunks(sl).enumerate() {
         let v = value(e, acc, st);
         let off = 16 * j as i32;
-        let o = load_lanes(e, ptrs[0], off, lanes, out_flags());
-        let r = combine(e, acc, o, v);
+        let r = if k.init {
+            v
+        } else {
+            let o = load_lanes(e, ptrs[0], off, lanes, out_flags());
+            combine(e, acc, o, v)
+        };
+        let inner = k.dims.len() - 1;
+        let epi: Vec<Value> = (n..k.ins.len())
+            .map(|i| {
+                if k.ins[i][inner] == 0 {
+                    let x = e.b.ins().load(F32, out_flags(), ptrs[1 + i], 0);
+                    e.b.ins().splat(F32X4, x)
+                } else {
+                    load_lanes(e, ptrs[1 + i], off, lanes, out_flags())
+                }
+            })
+            .collect();
+        let r = epilogue(e, k, r, &epi);
         store_lanes(e, r, ptrs[0], off, lanes);
     }
 }

@@ -63,6 +63,8 @@ pub struct Workspace {
     owner: u64,
     mem: Vec<Line>,
     ptrs: Vec<usize>,
+    /// Packing memory of the GEMM library, grown by the first call that needs it.
+    gemm: gemmkit::Workspace,
 }
 
 impl fmt::Debug for Workspace {
@@ -97,7 +99,8 @@ impl Compiled {
             // SAFETY: `line` is a valid, exclusive reference.
             unsafe { std::ptr::write_volatile(&mut line.0[0], 0) };
         }
-        Workspace { owner: self.id, mem, ptrs: Vec::with_capacity(self.args.len() + self.results.len()) }
+        let ptrs = Vec::with_capacity(self.args.len() + self.results.len());
+        Workspace { owner: self.id, mem, ptrs, gemm: gemmkit::Workspace::new() }
     }
 
     /// The arguments, in `Function::args` order.
@@ -126,7 +129,8 @@ impl Compiled {
     /// result that is not an in-place update, in `Function::results` order. Update results
     /// are written over their param's [`Arg::F32Mut`] buffer. Checks every buffer's kind and
     /// length against the types at the compiled batch size, and that `ws` came from this
-    /// function; never allocates (the GEMM library may, for packing).
+    /// function. Allocates nothing, except that the first call with a workspace grows its
+    /// GEMM packing memory once (products split over threads may allocate in rayon).
     pub fn run(&self, ws: &mut Workspace, args: &mut [Arg<'_>], results: &mut [&mut [f32]]) -> Result<(), CallError> {
         let fail = |m: String| Err(CallError(format!("{}: {m}", self.name)));
         if ws.owner != self.id {
@@ -168,7 +172,7 @@ impl Compiled {
         // compiled batch size, and the kernels only address elements inside those types;
         // the workspace is this function's own (its size was checked by identity). Results
         // are distinct `&mut` buffers; an updated param is the caller's `&mut`.
-        unsafe { (self.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>()) };
+        unsafe { (self.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>(), &mut ws.gemm) };
         Ok(())
     }
 }
