@@ -1,0 +1,339 @@
+//! Random well-typed programs (`tests/programs`, a proptest generator over every op and
+//! broadcasting pattern) through the whole pipeline, checking for each:
+//!
+//! - **JIT = float64 interpreter**: the loss and every gradient (inputs, labels, params,
+//!   bindings) of the `-O2` JIT (every 8th program also at `-O0`) agree with the interpreter
+//!   to float32 rounding, `|jit − f64| ≤ 1e-5·max(1, |f64|)`;
+//! - **interpreter = central finite differences** of the interpreted loss, per element of
+//!   every float argument, `|ad − fd| ≤ 1e-5·max(1, |fd|)` (h = 1e-6·max(1, |x|), float64);
+//! - **every result element is written**: result buffers are filled with NaN before the call,
+//!   and the workspace is poisoned by a first call on all-NaN arguments;
+//! - **determinism**: a second call on the same workspace gives bit-identical results.
+//!
+//! Points are drawn at random (uniform in [-2, 2], minibatch of 2) and used only where the
+//! program is smooth and well-scaled there: every kink (relu, abs, max/min, comparisons, a
+//! reducing max) at least 1e-3 (relative) from its decision boundary or exactly on it (a
+//! structural tie such as `max(e, e)`), and every value finite and below 1e4 in magnitude;
+//! otherwise another point is drawn (three tries). The proptest runners are seeded, four
+//! shards of 2 500 programs run in parallel; a failure prints the shard's seed and the
+//! (shrunk) program text. `BPC_RANDOM_PROGRAMS=N` changes the programs per shard.
+
+mod programs;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+use bpc::ir::{ArgKind, BinaryOp, DType, Function, Inst, ReduceOp, Tensor, UnaryOp, interpret};
+use bpc::{Arg, Model, OptLevel};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const BATCH: usize = 2;
+const PROGRAMS_PER_SHARD: u32 = 2500;
+
+/// What one shard saw.
+#[derive(Default, Debug)]
+struct Tally {
+    programs: usize,
+    /// Programs compared at a point (the others had no smooth, well-scaled point in 3 tries).
+    compared: usize,
+    at_o0: usize,
+    jit_elements: usize,
+    fd_elements: usize,
+    ops: BTreeMap<&'static str, usize>,
+    /// Seconds spent optimizing and JIT-compiling, and in finite differences.
+    seconds: [f64; 2],
+}
+
+fn shard(seed: u8) {
+    let cases = std::env::var("BPC_RANDOM_PROGRAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(PROGRAMS_PER_SHARD);
+    let config = Config { cases, failure_persistence: None, max_shrink_iters: 2000, ..Config::default() };
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]);
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let tally = std::cell::RefCell::new(Tally::default());
+    let result = runner.run(&programs::program(), |p| {
+        let mut t = tally.borrow_mut();
+        p.count_ops(&mut t.ops);
+        check(&p.source(), &mut t)
+    });
+    if let Err(e) = result {
+        match e {
+            TestError::Fail(why, p) => {
+                panic!(
+                    "random program failed (shard seed {seed}, proptest ChaCha [{seed}; 32]):\n{}\n{why}",
+                    p.source()
+                )
+            }
+            TestError::Abort(why) => panic!("shard seed {seed}: {why}"),
+        }
+    }
+    let t = tally.into_inner();
+    println!("shard {seed}: {t:?}");
+    // proptest runs the shrunk failures too; without failures, `programs` counts each case once.
+    assert_eq!(t.programs, cases as usize);
+    assert!(t.compared * 10 >= t.programs * 9, "too few programs had a usable point: {t:?}");
+    for op in programs::all_ops() {
+        let n = t.ops.get(op).copied().unwrap_or(0);
+        assert!(n * 1000 >= cases as usize, "op `{op}` occurred only {n} times in {cases} programs");
+    }
+}
+
+#[test]
+fn random_programs_shard_1() {
+    shard(1);
+}
+
+#[test]
+fn random_programs_shard_2() {
+    shard(2);
+}
+
+#[test]
+fn random_programs_shard_3() {
+    shard(3);
+}
+
+#[test]
+fn random_programs_shard_4() {
+    shard(4);
+}
+
+fn fail(src: &str, msg: String) -> Result<(), TestCaseError> {
+    Err(TestCaseError::fail(format!("{msg}\n--- program ---\n{src}")))
+}
+
+/// Compiles `src` once and checks it at one smooth point (see the module docs).
+fn check(src: &str, t: &mut Tally) -> Result<(), TestCaseError> {
+    t.programs += 1;
+    let model = match Model::from_source("random.bp", src) {
+        Ok(m) => m,
+        Err(e) => return fail(src, format!("the generator made a program that does not compile:\n{e}")),
+    };
+    let wrt = model.grad_names();
+    let refs: Vec<&str> = wrt.iter().map(String::as_str).collect();
+    let vg = match model.value_and_grad(&refs) {
+        Ok(vg) => vg,
+        Err(e) => return fail(src, format!("value_and_grad failed: {e}")),
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    src.hash(&mut hasher);
+    let h = hasher.finish();
+    let mut rng = StdRng::seed_from_u64(h);
+    let Some((args, vals)) = (0..3).find_map(|_| {
+        let args = sample(&model.func, &mut rng);
+        let vals = interpret(&vg, BATCH, &args).ok()?;
+        (well_scaled(&vals) && smooth(&model.func, &vals)).then_some((args, vals))
+    }) else {
+        return Ok(());
+    };
+    t.compared += 1;
+    let spread = rounding_spread(&vg, &args, &vals, h);
+    let levels: &[OptLevel] = if h % 8 == 0 { &[OptLevel::O2, OptLevel::O0] } else { &[OptLevel::O2] };
+    for &level in levels {
+        t.at_o0 += usize::from(level == OptLevel::O0);
+        let clock = std::time::Instant::now();
+        let compiled = model.compile(&vg, BATCH, level);
+        t.seconds[0] += clock.elapsed().as_secs_f64();
+        let native = match compiled {
+            Ok(n) => n,
+            Err(e) => return fail(src, format!("{level:?}: {e}")),
+        };
+        let (first, second) = run_twice(&native, &vg, &args);
+        for (r, (jit, again)) in vg.results.iter().zip(first.iter().zip(&second)) {
+            let oracle = &vals[r.value.index()].data;
+            let noise = &spread[r.value.index()];
+            for (i, ((&j, &j2), &o)) in jit.iter().zip(again).zip(oracle).enumerate() {
+                t.jit_elements += 1;
+                if j.to_bits() != j2.to_bits() {
+                    return fail(src, format!("{level:?}: {}[{i}] is {j} on one call and {j2} on the next", r.name));
+                }
+                if !((f64::from(j) - o).abs() <= 1e-5 * o.abs().max(1.0) + 4.0 * noise[i]) {
+                    let point = describe(&vg, &args);
+                    let n = noise[i];
+                    let msg = format!("{level:?}: JIT {}[{i}] = {j}, interpreter {o} (rounding spread {n:e})", r.name);
+                    return fail(src, format!("{msg}\nat {point}"));
+                }
+            }
+        }
+    }
+    // Central differences of the interpreted loss in every element of every float argument.
+    let clock = std::time::Instant::now();
+    let f = &model.func;
+    let loss = f.result("loss").expect("a loss").value.index();
+    for (a, arg) in f.args.iter().enumerate() {
+        if !arg.ty.is_float() {
+            continue;
+        }
+        let g = &vals[vg.result(&format!("grad.{}", arg.name)).expect("a gradient per float arg").value.index()].data;
+        for (i, &ad) in g.iter().enumerate() {
+            let x = args[a].data[i];
+            let step = 1e-6 * x.abs().max(1.0);
+            let at = |d: f64| {
+                let mut moved = args.clone();
+                moved[a].data[i] = x + d;
+                interpret(f, BATCH, &moved).map(|v| v[loss].data[0])
+            };
+            let (Ok(up), Ok(down)) = (at(step), at(-step)) else {
+                return fail(src, "the interpreter failed near the point".into());
+            };
+            let fd = (up - down) / (2.0 * step);
+            t.fd_elements += 1;
+            if !((ad - fd).abs() <= 1e-5 * fd.abs().max(1.0)) {
+                let point = describe(&vg, &args);
+                return fail(src, format!("d loss / d {}[{i}] = {ad}, finite differences {fd}\nat {point}", arg.name));
+            }
+        }
+    }
+    t.seconds[1] += clock.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// How far float32 rounding can move each element of each value of `f` at `args`, found by
+/// Monte Carlo arithmetic (Parker 1997): `f` is re-run in float64 three times with every
+/// intermediate element multiplied by `1 + r`, `r` uniform in ±8 float32 ulps, and the largest
+/// deviation from `vals` is kept. Where a computation cancels (`Σ w·v` of large terms with a
+/// small sum), this is what float32 can be expected to miss by, and the JIT is allowed 4× it
+/// on top of the plain `1e-5·max(1, |x|)`.
+fn rounding_spread(f: &Function, args: &[Tensor], vals: &[Tensor], seed: u64) -> Vec<Vec<f64>> {
+    let (g, deltas) = perturbed(f);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let mut spread: Vec<Vec<f64>> = vals.iter().map(|t| vec![0.0; t.len()]).collect();
+    let u = 8.0 * f64::from(f32::EPSILON) / 2.0;
+    for _ in 0..3 {
+        let mut all = args.to_vec();
+        for &(v, _) in &deltas {
+            let n = vals[v.index()].len();
+            let d: Vec<f64> = (0..n).map(|_| 1.0 + u * rng.random_range(-1.0..1.0)).collect();
+            all.push(Tensor::new(vals[v.index()].shape.clone(), d));
+        }
+        let Ok(p) = interpret(&g, BATCH, &all) else { continue };
+        for &(v, m) in &deltas {
+            for (s, (&a, &b)) in spread[v.index()].iter_mut().zip(vals[v.index()].data.iter().zip(&p[m.index()].data)) {
+                let d = (a - b).abs();
+                *s = if d.is_nan() { f64::INFINITY } else { s.max(d) };
+            }
+        }
+    }
+    spread
+}
+
+/// `f` with every float value `v` that is not an argument read replaced, for its users and
+/// the results, by `v ⊙ δ_v` (`mul`), `δ_v` a new argument of `v`'s type. Returns the new
+/// function and, per perturbed value, (`v` in `f`, `v ⊙ δ_v` in the new function).
+fn perturbed(f: &Function) -> (Function, Vec<(bpc::ir::Value, bpc::ir::Value)>) {
+    use bpc::ir::{Output, Span, Value};
+    let mut g = Function::new(f.name.clone());
+    g.args = f.args.clone();
+    let mut map: Vec<Value> = Vec::with_capacity(f.len());
+    let mut deltas = Vec::new();
+    for v in f.values() {
+        let mut inst = f.inst(v).clone();
+        inst.map_operands(|o| map[o.index()]);
+        let ty = f.ty(v).clone();
+        let nv = g.push_typed(inst, ty.clone(), Span::NONE);
+        if ty.is_float() && !matches!(f.inst(v), Inst::Arg(_)) {
+            let id = g.add_arg(format!("delta.{v}"), ArgKind::Input, ty.clone(), Span::NONE);
+            let d = g.push_typed(Inst::Arg(id), ty.clone(), Span::NONE);
+            let m = g.push_typed(Inst::Binary { op: BinaryOp::Mul, lhs: nv, rhs: d }, ty, Span::NONE);
+            deltas.push((v, m));
+            map.push(m);
+        } else {
+            map.push(nv);
+        }
+    }
+    g.results = f.results.iter().map(|r| Output { value: map[r.value.index()], ..r.clone() }).collect();
+    (g, deltas)
+}
+
+/// Random arguments: floats uniform in [-2, 2], class labels uniform.
+fn sample(f: &Function, rng: &mut StdRng) -> Vec<Tensor> {
+    f.args
+        .iter()
+        .map(|a| {
+            let shape = a.ty.shape.sizes(BATCH);
+            let n: usize = shape.iter().product();
+            let data: Vec<f64> = match a.kind {
+                ArgKind::Label { classes: Some(k) } => (0..n).map(|_| rng.random_range(0..k) as f64).collect(),
+                // Exactly representable in float32, so the JIT sees the same point.
+                _ => (0..n).map(|_| f64::from(rng.random_range(-2.0f32..2.0))).collect(),
+            };
+            Tensor::new(shape, data)
+        })
+        .collect()
+}
+
+fn well_scaled(vals: &[Tensor]) -> bool {
+    vals.iter().flat_map(|t| &t.data).all(|x| x.is_finite() && x.abs() <= 1e4)
+}
+
+/// Whether `a` and `b` are exactly equal or clearly apart.
+fn apart(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() > 1e-3 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Every decision of the forward program (relu, abs, max/min, comparisons, reducing max/min)
+/// is exactly on or clearly away from its boundary.
+fn smooth(f: &Function, vals: &[Tensor]) -> bool {
+    f.values().all(|v| {
+        let data = |x: bpc::ir::Value| &vals[x.index()].data;
+        match f.inst(v) {
+            Inst::Unary { op: UnaryOp::Relu | UnaryOp::Abs, arg } => data(*arg).iter().all(|&x| apart(x, 0.0)),
+            Inst::Binary { op, lhs, rhs } if op.is_comparison() || matches!(op, BinaryOp::Max | BinaryOp::Min) => {
+                data(*lhs).iter().zip(data(*rhs)).all(|(&a, &b)| apart(a, b))
+            }
+            Inst::Reduce { op: ReduceOp::Max | ReduceOp::Min, arg, axes } => {
+                let sizes = f.shape(*arg).sizes(BATCH);
+                let out = data(v);
+                data(*arg).iter().enumerate().all(|(i, &x)| apart(x, out[reduced_index(&sizes, axes, i)]))
+            }
+            _ => true,
+        }
+    })
+}
+
+/// The index into the reduced tensor of element `i` of a tensor of `sizes` reduced over `axes`.
+fn reduced_index(sizes: &[usize], axes: &[usize], mut i: usize) -> usize {
+    let mut coords = vec![0; sizes.len()];
+    for (k, &n) in sizes.iter().enumerate().rev() {
+        coords[k] = i % n;
+        i /= n;
+    }
+    let mut out = 0;
+    for (k, &n) in sizes.iter().enumerate() {
+        if !axes.contains(&k) {
+            out = out * n + coords[k];
+        }
+    }
+    out
+}
+
+/// Calls `native` on `args` twice on one workspace, after poisoning it with a call on NaN
+/// arguments; result buffers start as NaN each time.
+fn run_twice(native: &bpc::Compiled, vg: &Function, args: &[Tensor]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let f32s: Vec<Vec<f32>> = args.iter().map(|t| t.data.iter().map(|&x| x as f32).collect()).collect();
+    let nans: Vec<Vec<f32>> = f32s.iter().map(|v| vec![f32::NAN; v.len()]).collect();
+    let i32s: Vec<Vec<i32>> = args.iter().map(|t| t.data.iter().map(|&x| x as i32).collect()).collect();
+    let mut ws = native.workspace();
+    let mut call = |floats: &[Vec<f32>]| {
+        let mut a: Vec<Arg> = vg
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, x)| if x.ty.dtype == DType::I32 { Arg::I32(&i32s[i]) } else { Arg::F32(&floats[i]) })
+            .collect();
+        let mut bufs: Vec<Vec<f32>> = vg.results.iter().map(|r| vec![f32::NAN; vg.shape(r.value).len(BATCH)]).collect();
+        let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
+        native.run(&mut ws, &mut a, &mut outs).expect("buffers fit the compiled types");
+        bufs
+    };
+    call(&nans);
+    let first = call(&f32s);
+    let second = call(&f32s);
+    (first, second)
+}
+
+fn describe(f: &Function, args: &[Tensor]) -> String {
+    let parts: Vec<String> = f.args.iter().zip(args).map(|(a, t)| format!("{} = {:?}", a.name, t.data)).collect();
+    parts.join(", ")
+}
