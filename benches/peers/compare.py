@@ -120,11 +120,18 @@ def environment(a):
     )
     p = subprocess.run([a.python, "-c", probe], capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     env = json.loads(p.stdout) if p.returncode == 0 else {"probe_error": p.stderr[-500:]}
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    env["cpu"] = f"{cpu}, {os.cpu_count()} CPUs"
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info if ln.startswith("flags")), []))
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    env["cpu"] = f"{cpu}, {os.cpu_count()} CPUs, {' '.join(isa)}"
+    env["threads"] = ("T threads = pinned to T CPUs (taskset), OMP/OPENBLAS/MKL/MATMUL/RAYON_NUM_THREADS=T, "
+                      "torch.set_num_threads(T), bpc --threads T; T=1 adds XLA_FLAGS=--xla_cpu_multi_thread_eigen=false")
     env["load_before"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     git = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=REPO, capture_output=True, text=True)
-    env["bpc_commit"] = git.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True).stdout.splitlines()
+    env["bpc_commit"] = git.stdout.strip() + (f" (+ {len(dirty)} uncommitted files)" if dirty else "")
     return env
 
 
