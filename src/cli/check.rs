@@ -153,7 +153,7 @@ fn point(model: &Model, a: &CheckArgs, rows: usize) -> Result<(Vec<Tensor>, usiz
             ArgKind::Label { classes: None } if labels.is_empty() => (0..rows * len).map(|_| pattern.next()).collect(),
             ArgKind::Label { .. } => labels.clone(),
             ArgKind::Param { .. } => params.get(&x.name).expect("every param").iter().map(|&p| f64::from(p)).collect(),
-            ArgKind::Hyper => vec![0.0; len],
+            ArgKind::Hyper | ArgKind::State => vec![0.0; len],
         };
         Tensor::new(sizes, data)
     });

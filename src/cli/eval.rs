@@ -194,7 +194,7 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
                 let what = match a.kind {
                     ArgKind::Input => "input",
                     ArgKind::Label { .. } => "label",
-                    ArgKind::Param { .. } | ArgKind::Hyper => "argument",
+                    ArgKind::Param { .. } | ArgKind::Hyper | ArgKind::State => "argument",
                 };
                 Error(format!("{what} {} is not set: give it with --set '{}=...'", a.name, a.name))
             })
