@@ -185,55 +185,215 @@ pub fn dot(f: &Function, ann: Option<&Annotations>) -> String {
     s + "}\n"
 }
 
-/// The same graph drawn as SVG without Graphviz: columns by depth, straight edges, the
-/// value above and the gradient below each edge's midpoint.
+/// The same graph drawn as SVG without Graphviz: laid out left to right by `layout-rs`
+/// (Sugiyama-style layered layout, the algorithm of Graphviz's `dot`), drawn by [`Canvas`]
+/// so each edge can carry its forward value in green above the line and the gradient in red
+/// below it, as the lecture's figures do.
 pub fn svg(f: &Function, ann: Option<&Annotations>) -> String {
+    use layout::core::base::Orientation;
+    use layout::core::geometry::Point;
+    use layout::std_shapes::shapes::{Arrow, Element, ShapeKind};
+    use layout::topo::layout::VisualGraph;
+
     let g = build(f);
-    let sink_depth = g.nodes.iter().map(|n| n.depth + 1).max().unwrap_or(0);
-    let depth = |i: usize| if i == g.nodes.len() { sink_depth } else { g.nodes[i].depth };
-    let mut rows = vec![0usize; sink_depth + 1];
-    let mut pos = Vec::with_capacity(g.nodes.len() + 1);
-    for i in 0..=g.nodes.len() {
-        let d = depth(i);
-        pos.push((60.0 + 140.0 * d as f64, 50.0 + 90.0 * rows[d] as f64));
-        rows[d] += 1;
+    let mut vg = VisualGraph::new(Orientation::LeftToRight);
+    let mut handles = Vec::with_capacity(g.nodes.len() + 1);
+    for n in &g.nodes {
+        let text = n.label.join("\n");
+        let (shape, look) = match f.inst(n.value) {
+            Inst::Arg(_) | Inst::Const(_) => (ShapeKind::new_box(&text), style(NODE_FONT, "#f4f4f4", 1)),
+            _ => (ShapeKind::new_circle(&text), style(NODE_FONT, "#e8ecff", 1)),
+        };
+        handles.push(vg.add_node(Element::create(shape, look, Orientation::LeftToRight, Point::new(40., 40.))));
     }
-    let width = 120.0 + 140.0 * sink_depth as f64;
-    let height = 60.0 + 90.0 * rows.iter().copied().max().unwrap_or(1) as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n"
+    let sink = Element::create(
+        ShapeKind::new_box("loss"),
+        style(NODE_FONT, "#ffe8e8", 1),
+        Orientation::LeftToRight,
+        Point::new(40., 40.),
     );
+    handles.push(vg.add_node(sink));
     for &(a, b, v) in &g.edges {
-        let ((x1, y1), (x2, y2)) = (pos[a], pos[b]);
-        let _ = writeln!(s, "<line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"#555\"/>");
-        if let Some((val, grad)) = edge_text(ann, v) {
-            let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
+        let text = match edge_text(ann, v) {
+            Some((val, Some(grad))) => format!("{val}\n{grad}"),
+            Some((val, None)) => val,
+            None => String::new(),
+        };
+        let mut arrow = Arrow::simple(&text);
+        arrow.look = style(EDGE_FONT, "none", 1);
+        vg.add_edge(arrow, handles[a], handles[b]);
+    }
+    let mut canvas = Canvas::default();
+    vg.do_it(false, false, false, &mut canvas);
+    canvas.finish()
+}
+
+/// Font sizes: edge labels are told apart from node labels by theirs.
+const NODE_FONT: usize = 14;
+const EDGE_FONT: usize = 12;
+
+fn style(font: usize, fill: &str, width: usize) -> layout::core::style::StyleAttr {
+    use layout::core::color::Color;
+    let fill = if fill == "none" { None } else { Some(Color::fast(fill)) };
+    layout::core::style::StyleAttr::new(Color::fast("#333333"), width, fill, 0, font)
+}
+
+/// A `layout-rs` render backend writing SVG: shapes and arrows as the layout places them,
+/// node labels in black, edge labels as two lines (value green above, gradient red below).
+#[derive(Default)]
+struct Canvas {
+    body: String,
+    width: f64,
+    height: f64,
+}
+
+impl Canvas {
+    fn grow(&mut self, x: f64, y: f64) {
+        self.width = self.width.max(x + 10.0);
+        self.height = self.height.max(y + 10.0);
+    }
+
+    fn finish(self) -> String {
+        let (w, h) = (self.width.ceil(), self.height.ceil());
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
+             font-family=\"Helvetica, Arial, sans-serif\">\n\
+             <defs><marker id=\"head\" markerWidth=\"10\" markerHeight=\"7\" refX=\"10\" refY=\"3.5\" \
+             orient=\"auto\"><polygon points=\"0 0, 10 3.5, 0 7\" fill=\"#555\"/></marker></defs>\n\
+             <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n{}</svg>\n",
+            self.body
+        )
+    }
+}
+
+/// `#rrggbb` (layout-rs writes `#rrggbbaa`, which older SVG viewers do not read).
+fn color(c: Option<layout::core::color::Color>) -> String {
+    c.map_or("none".to_string(), |c| c.to_web_color()[..7].to_string())
+}
+
+impl layout::core::format::RenderBackend for Canvas {
+    fn draw_rect(
+        &mut self,
+        xy: layout::core::geometry::Point,
+        size: layout::core::geometry::Point,
+        look: &layout::core::style::StyleAttr,
+        _properties: Option<String>,
+        _clip: Option<layout::core::format::ClipHandle>,
+    ) {
+        self.grow(xy.x + size.x, xy.y + size.y);
+        let _ = writeln!(
+            self.body,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" rx=\"4\" fill=\"{}\" stroke=\"{}\" stroke-width=\"{}\"/>",
+            xy.x,
+            xy.y,
+            size.x,
+            size.y,
+            color(look.fill_color),
+            color(Some(look.line_color)),
+            look.line_width
+        );
+    }
+
+    fn draw_line(
+        &mut self,
+        start: layout::core::geometry::Point,
+        stop: layout::core::geometry::Point,
+        look: &layout::core::style::StyleAttr,
+        _properties: Option<String>,
+    ) {
+        self.grow(start.x.max(stop.x), start.y.max(stop.y));
+        let _ = writeln!(
+            self.body,
+            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" stroke-width=\"{}\"/>",
+            start.x,
+            start.y,
+            stop.x,
+            stop.y,
+            color(Some(look.line_color)),
+            look.line_width
+        );
+    }
+
+    fn draw_circle(
+        &mut self,
+        xy: layout::core::geometry::Point,
+        size: layout::core::geometry::Point,
+        look: &layout::core::style::StyleAttr,
+        _properties: Option<String>,
+    ) {
+        self.grow(xy.x + size.x / 2.0, xy.y + size.y / 2.0);
+        let _ = writeln!(
+            self.body,
+            "<ellipse cx=\"{:.1}\" cy=\"{:.1}\" rx=\"{:.1}\" ry=\"{:.1}\" fill=\"{}\" stroke=\"{}\" stroke-width=\"{}\"/>",
+            xy.x,
+            xy.y,
+            size.x / 2.0,
+            size.y / 2.0,
+            color(look.fill_color),
+            color(Some(look.line_color)),
+            look.line_width
+        );
+    }
+
+    fn draw_text(&mut self, xy: layout::core::geometry::Point, text: &str, look: &layout::core::style::StyleAttr) {
+        let font = look.font_size as f64;
+        let lines: Vec<&str> = text.lines().collect();
+        let edge = look.font_size == EDGE_FONT;
+        for (k, line) in lines.iter().enumerate() {
+            // An edge label: the value just above the line, the gradient just below it.
+            let (y, fill) = match (edge, k) {
+                (true, 0) => (xy.y - 4.0, "#1a7f1a"),
+                (true, _) => (xy.y + font + 2.0, "#c0161b"),
+                (false, _) => (xy.y + font * (k as f64 - (lines.len() as f64 - 1.0) / 2.0) + font / 3.0, "black"),
+            };
+            self.grow(xy.x + font * line.len() as f64 / 2.0, y + font);
             let _ = writeln!(
-                s,
-                "<text x=\"{mx}\" y=\"{}\" text-anchor=\"middle\" fill=\"darkgreen\">{}</text>",
-                my - 5.0,
-                escape(&val)
+                self.body,
+                "<text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"{font}\" text-anchor=\"middle\" fill=\"{fill}\">{}</text>",
+                xy.x,
+                escape(line)
             );
-            if let Some(grad) = grad {
-                let _ = writeln!(
-                    s,
-                    "<text x=\"{mx}\" y=\"{}\" text-anchor=\"middle\" fill=\"red\">{}</text>",
-                    my + 14.0,
-                    escape(&grad)
-                );
-            }
         }
     }
-    for (i, &(x, y)) in pos.iter().enumerate() {
-        let label = if i == g.nodes.len() { vec!["loss".to_string()] } else { g.nodes[i].label.clone() };
-        let _ = writeln!(s, "<circle cx=\"{x}\" cy=\"{y}\" r=\"22\" fill=\"#eef\" stroke=\"#333\"/>");
-        for (k, line) in label.iter().enumerate() {
-            let dy = 4.0 + 13.0 * (k as f64 - (label.len() as f64 - 1.0) / 2.0);
-            let _ = writeln!(s, "<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{}</text>", y + dy, escape(line));
+
+    fn draw_arrow(
+        &mut self,
+        path: &[(layout::core::geometry::Point, layout::core::geometry::Point)],
+        _dashed: bool,
+        head: (bool, bool),
+        look: &layout::core::style::StyleAttr,
+        _properties: Option<String>,
+        _text: &str,
+    ) {
+        // `path` is Bézier segments as layout-rs gives them: the exit vector of the first
+        // point, then the entry vectors of the following points (SVG's `C` then `S`).
+        let mut d = String::new();
+        for (i, (p, c)) in path.iter().enumerate() {
+            self.grow(p.x.max(c.x), p.y.max(c.y));
+            let _ = match i {
+                0 => write!(d, "M {:.1} {:.1} C {:.1} {:.1}, ", p.x, p.y, c.x, c.y),
+                1 => write!(d, "{:.1} {:.1}, {:.1} {:.1} ", p.x, p.y, c.x, c.y),
+                _ => write!(d, "S {:.1} {:.1}, {:.1} {:.1} ", p.x, p.y, c.x, c.y),
+            };
         }
+        let end = if head.1 { " marker-end=\"url(#head)\"" } else { "" };
+        let _ = writeln!(
+            self.body,
+            "<path d=\"{}\" fill=\"none\" stroke=\"#555\" stroke-width=\"{}\"{end}/>",
+            d.trim_end(),
+            look.line_width
+        );
     }
-    s + "</svg>\n"
+
+    fn create_clip(
+        &mut self,
+        _xy: layout::core::geometry::Point,
+        _size: layout::core::geometry::Point,
+        _rounded_px: usize,
+    ) -> layout::core::format::ClipHandle {
+        // Only record shapes clip; the graph has none.
+        0
+    }
 }
 
 #[cfg(test)]
@@ -269,7 +429,14 @@ mod tests {
     fn svg_draws_every_node_and_edge() {
         let m = Model::from_source("add_mul.bp", ADD_MUL).unwrap();
         let picture = svg(&m.func, None);
-        assert_eq!(picture.matches("<circle").count(), 6, "x, y, z, q, f and loss");
-        assert_eq!(picture.matches("<line").count(), 5);
+        assert_eq!(picture.matches("<ellipse").count(), 2, "the gates q and f");
+        assert_eq!(picture.matches("<rect x=").count(), 4, "x, y, z and loss");
+        assert_eq!(picture.matches("<path").count(), 5);
+        // Annotated: every edge carries its value (green) above and its gradient (red) below.
+        let ann = annotate(&m, &[vec![-2.0], vec![5.0], vec![-4.0]]).unwrap();
+        let picture = svg(&m.func, Some(&ann));
+        assert_eq!(picture.matches("fill=\"#1a7f1a\"").count(), 5, "{picture}");
+        assert_eq!(picture.matches("fill=\"#c0161b\"").count(), 5, "{picture}");
+        assert!(picture.contains(">-12</text>") && picture.contains(">-4</text>"), "{picture}");
     }
 }

@@ -237,7 +237,12 @@ fn emit_other_stages() {
     // The lecture's figure: w0 = 2 enters the first product with gradient -0.196612.
     assert!(dot.contains(">2</font><br/><font color=\"red\">-0.196612</font>"), "{dot}");
     let svg = ok(&["examples/add_mul.bp", "--emit", "svg"]);
-    assert!(svg.starts_with("<svg ") && svg.matches("<circle").count() == 6, "{svg}");
+    assert!(svg.starts_with("<svg ") && svg.matches("<ellipse").count() == 2 && svg.ends_with("</svg>\n"), "{svg}");
+    // The lecture's sigmoid-neuron figure in one command: values in green, gradients in red.
+    let neuron = ok(&["examples/sigmoid_neuron.bp", "--emit", "svg", "--set", "w0=2,x0=-1,w1=-3,x1=-2,w2=-3"]);
+    for (text, colour) in [("0.731059", "#1a7f1a"), ("-0.196612", "#c0161b"), ("-0.589836", "#c0161b")] {
+        assert!(neuron.contains(&format!("fill=\"{colour}\">{text}</text>")), "{text}: {neuron}");
+    }
     let clif = ok(&["examples/add_mul.bp", "--emit", "clif"]);
     assert!(clif.contains("; entry\nfunction u0:") && clif.contains("system_v"), "{clif}");
 }
