@@ -125,14 +125,17 @@ impl Model {
             let g = f.result(&format!("grad.{p}")).expect("one gradient per param").value;
             let ty = f.ty(g).clone();
             let rank = ty.shape.rank();
-            let dir = f.add_arg(format!("dir.{p}"), ArgKind::Param { init: ir::Init::Const(0.0) }, ty, ir::Span::NONE);
-            let d = f.ins(Inst::Arg(dir), ir::Span::NONE);
-            let prod = f.ins(Inst::Binary { op: ir::BinaryOp::Mul, lhs: g, rhs: d }, ir::Span::NONE);
-            let dot =
-                f.ins(Inst::Reduce { op: ir::ReduceOp::Sum, arg: prod, axes: (0..rank).collect() }, ir::Span::NONE);
+            // The param's declaration is the source line of everything built for it here.
+            let span = f.arg(f.arg_named(p).expect("a param")).span;
+            let dir = f.add_arg(format!("dir.{p}"), ArgKind::Param { init: ir::Init::Const(0.0) }, ty, span);
+            let d = f.ins(Inst::Arg(dir), span);
+            // Strong zeros: a param with no direction (0) contributes exactly 0, even where its
+            // gradient is inf.
+            let prod = f.ins(Inst::Binary { op: ir::BinaryOp::StrongMul, lhs: g, rhs: d }, span);
+            let dot = f.ins(Inst::Reduce { op: ir::ReduceOp::Sum, arg: prod, axes: (0..rank).collect() }, span);
             total = Some(match total {
                 None => dot,
-                Some(t) => f.ins(Inst::Binary { op: ir::BinaryOp::Add, lhs: t, rhs: dot }, ir::Span::NONE),
+                Some(t) => f.ins(Inst::Binary { op: ir::BinaryOp::Add, lhs: t, rhs: dot }, span),
             });
         }
         f.results = vec![ir::Output { name: "loss".into(), value: total.expect("at least one param"), update: None }];
