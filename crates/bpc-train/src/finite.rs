@@ -5,7 +5,7 @@
 //! since the compiled code computes in float32. The diagnostic points at the source span the
 //! value came from (spans travel through autodiff), so it names the line.
 
-use bpc_ir::{Diagnostic, Function, InterpError, Tensor, Value, interpret};
+use bpc_ir::{ArgId, ArgKind, Diagnostic, Function, Inst, InterpError, Tensor, Value, interpret};
 
 /// Whether `x` is not a finite float32.
 pub fn not_f32_finite(x: f64) -> bool {
@@ -36,6 +36,10 @@ pub fn first_non_finite(
     } else {
         "-inf"
     };
+    let count = data.iter().filter(|&&x| not_f32_finite(x)).count();
+    if let Inst::Arg(id) = func.inst(v) {
+        return Ok(Some(non_finite_arg(func, *id, context, what, count, data.len())));
+    }
     let op = op_name(func, v);
     let adjoint = func.adjoint_start.is_some_and(|s| v >= s);
     let pass = if adjoint { "the adjoint (backward) pass" } else { "the forward pass" };
@@ -49,9 +53,28 @@ pub fn first_non_finite(
         };
         d = d.at(span, label);
     }
-    let count = data.iter().filter(|&&x| not_f32_finite(x)).count();
     d = d.note(format!("{count} of its {} elements are not finite; value {v} of {}", data.len(), func.name));
     Ok(Some(d))
+}
+
+/// An argument that is not finite before any op runs: named with its kind, pointing at its
+/// declaration (a step setting such as `lr` has none: its flag is named instead).
+fn non_finite_arg(func: &Function, id: ArgId, context: &str, what: &str, count: usize, len: usize) -> Diagnostic {
+    let a = func.arg(id);
+    let (kind, source) = match a.kind {
+        ArgKind::Input => ("input", "the data or --set"),
+        ArgKind::Label { .. } => ("label", "the data or --set"),
+        ArgKind::Param { .. } => ("param", "the checkpoint (--params, --init), --set, or training"),
+        ArgKind::State => ("optimizer state", "the optimizer's update"),
+        ArgKind::Hyper => ("setting", "the command line"),
+    };
+    let mut d = Diagnostic::error(format!("{context}: {kind} `{}` is {what} before any op runs", a.name));
+    d = if a.span.is_none() {
+        d.note(format!("`{}` is a setting of the step (--{}), not a name in the program", a.name, a.name))
+    } else {
+        d.at(a.span, format!("`{}` is declared here", a.name))
+    };
+    d.note(format!("{count} of its {len} elements are not finite; its value comes from {source}"))
 }
 
 /// The opcode of `v`'s instruction as the IR text prints it.
@@ -85,6 +108,23 @@ mod tests {
         assert_eq!(d.span(), Some(Span::new(10, 16)));
         assert_eq!(d.notes, vec!["1 of its 2 elements are not finite; value v1 of m"]);
         assert!(first_non_finite(&f, 1, &[Tensor::new([1], [2.0])], "").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_non_finite_argument_is_named_at_its_declaration() {
+        let mut f = log_model();
+        f.args[0].span = Span::new(0, 7);
+        let d = first_non_finite(&f, 1, &[Tensor::new([1], [f64::NAN])], "--check-finite").unwrap().unwrap();
+        assert_eq!(d.message, "--check-finite: input `x` is NaN before any op runs");
+        assert_eq!(d.span(), Some(Span::new(0, 7)));
+        // A step setting has no declaration: its flag is named.
+        let mut g = Function::new("g");
+        let lr = g.add_arg("lr", ArgKind::Hyper, Type::scalar(), Span::NONE);
+        let v = g.ins(Inst::Arg(lr), Span::NONE);
+        g.add_result("loss", v);
+        let d = first_non_finite(&g, 1, &[Tensor::scalar(f64::INFINITY)], "step 1").unwrap().unwrap();
+        assert_eq!(d.message, "step 1: setting `lr` is inf before any op runs");
+        assert_eq!(d.notes[0], "`lr` is a setting of the step (--lr), not a name in the program");
     }
 
     #[test]
