@@ -308,3 +308,25 @@ fn two_calls_on_one_workspace_are_bit_identical() {
         two_calls_agree(src, 2, level);
     }
 }
+
+/// `--check-finite` names a source line for every op: every value of the value-and-grad
+/// function and of the train step of every example has a span (only step settings such as
+/// `lr`, which are not in the program, have none).
+#[test]
+fn every_value_has_a_source_line() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.retain(|p| p.extension().is_some_and(|x| x == "bp"));
+    assert!(files.len() >= 5);
+    for path in files {
+        let model = Model::load(&path).unwrap();
+        let names = model.grad_names();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        for f in [model.value_and_grad(&refs).unwrap(), model.train_step().unwrap(), model.hvp().unwrap_or_default()] {
+            for v in f.values() {
+                let setting = matches!(f.inst(v), bpc::Inst::Arg(id) if f.arg(*id).kind == bpc::ArgKind::Hyper);
+                assert!(setting || !f.span(v).is_none(), "{}: {v} of {} has no span\n{f}", path.display(), f.name);
+            }
+        }
+    }
+}
