@@ -568,6 +568,15 @@ fn gradient_check_passes_on_every_example() {
     // A tolerance of 0 cannot be met by rounding: the failure names the tensor.
     let err = fails(&["check", "examples/add_mul.bp", "--tol", "0"]);
     assert!(err.contains("gradient check failed for x"), "{err}");
+    for tol in ["nan", "inf", "--tol=-1"] {
+        let args = if tol.starts_with("--") {
+            vec!["check", "examples/add_mul.bp", tol]
+        } else {
+            vec!["check", "examples/add_mul.bp", "--tol", tol]
+        };
+        let err = fails(&args);
+        assert!(err.contains("expected a finite number >= 0"), "{err}");
+    }
 }
 
 #[test]

@@ -26,6 +26,12 @@ struct Checked {
 }
 
 pub fn run(a: &CheckArgs) -> Result<(), Error> {
+    if !(a.tol.is_finite() && a.tol >= 0.0) {
+        return Err(Error(format!("--tol {}: expected a finite number >= 0, such as 1e-6", a.tol)));
+    }
+    if a.samples == 0 {
+        return Err(Error("--samples 0: expected at least 1 element per tensor".into()));
+    }
     let model = Model::load(&a.model)?;
     let f = &model.func;
     let (mut args, rows) = point(&model, a, a.rows.max(1) as usize)?;
