@@ -68,22 +68,25 @@ fn stats(model: &Model, step: &bpc::Function, native: &bpc::Compiled, level: Opt
     let s = native.stats();
     let batch = native.batch();
     let io: usize = native.args().iter().chain(native.results()).map(|b| b.len * 4).sum();
-    let level = match level {
-        OptLevel::O0 => "-O0",
-        OptLevel::O1 => "-O1",
-        OptLevel::O2 => "-O2",
+    let (level, passes) = match level {
+        OptLevel::O0 => ("-O0", "none: one kernel per instruction, one arena buffer per value"),
+        OptLevel::O1 => ("-O1", "dce cse fold simplify hoist; arena buffers shared by liveness"),
+        OptLevel::O2 => ("-O2", "dce cse fold simplify hoist fuse; arena buffers shared by liveness"),
     };
+    let fused = step.kernels.as_ref().map_or(0, Vec::len);
     format!(
         "train step of {} at batch {batch}, {level}\n\
-         kernels          {} ({} calls per step)\n\
+         passes           {passes}\n\
+         kernels          {} per step ({} fused by the optimizer, {} inlined into the entry)\n\
          gemm calls       {}\n\
-         workspace bytes  {}\n\
+         arena bytes      {}\n\
          argument bytes   {io}\n\
          flops per step   {}\n\
          compile time     {:.2} ms\n",
         model.func.name,
-        s.kernels,
-        s.kernel_calls,
+        s.kernel_calls + s.inlined,
+        fused,
+        s.inlined,
         s.gemm_calls,
         s.workspace_bytes,
         bpc::flops(step, batch),

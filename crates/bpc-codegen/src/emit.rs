@@ -319,9 +319,21 @@ fn scalar_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], strides: &[isize], spl
         let at = At { ptrs: &p[1..], bcast: &bcast, off: 0, lanes: 1, scalar: true };
         let mut v = body(e, &k.body, &ins, Some(&at));
         if let Some(acc) = k.acc {
-            let o = e.b.ins().load(F32, out_flags(), p[0], 0);
-            let o = e.in_lane0(o);
-            v = combine(e, acc, o, v);
+            if !k.init {
+                let o = e.b.ins().load(F32, out_flags(), p[0], 0);
+                let o = e.in_lane0(o);
+                v = combine(e, acc, o, v);
+            }
+            let epi: Vec<Value> = (k.body_ins()..k.ins.len())
+                .map(|i| match splats[i] {
+                    Some(s) => s,
+                    None => {
+                        let x = e.b.ins().load(F32, out_flags(), p[1 + i], 0);
+                        e.in_lane0(x)
+                    }
+                })
+                .collect();
+            v = epilogue(e, k, v, &epi);
         }
         let x = e.lane0(v);
         e.b.ins().store(out_flags(), x, p[0], 0);

@@ -1,22 +1,35 @@
 //! Writing param updates in place.
 //!
 //! An update result is first planned as a copy from its arena buffer into the param's
-//! buffer after every other step. When the one kernel that computes that buffer reads the
-//! param only at the element it writes (an elementwise loop, or the epilogue of a reduction
-//! such as `b − lr·Σ_b dY`, possibly inside a fused `rows` kernel), and nothing after it
-//! reads the param or the buffer, that kernel writes the param directly and the copy goes.
-//! (A train step's `W − lr·dW` is such a kernel: this saves a full pass over every weight.)
+//! buffer after every other step. When the kernel that last writes that buffer computes its
+//! final value elementwise and reads the param only at the element it writes (an
+//! elementwise loop, the epilogue of a reduction such as `b − lr·Σ_b dY`, or such a loop run
+//! after the row loop of a fused `rows` kernel), and nothing after it reads the param or the
+//! buffer, that kernel writes the param directly and the copy goes. (A train step's
+//! `W − lr·dW` is such a kernel: this saves a full pass over every weight.)
 
 use crate::kernel::{Expr, Kernel, LoopKernel};
 use crate::plan::{Base, Ptr, Step};
 
-/// `copies` are `(step index, param argument index)` of the final update copies.
-pub(crate) fn write_updates_in_place(steps: &mut Vec<Step>, kernels: &[Kernel], copies: &[(usize, usize)]) {
+/// `copies` are `(step index, param argument index)` of the final update copies. Kernels
+/// may be added (a rows kernel with one more operand).
+pub(crate) fn write_updates_in_place(steps: &mut Vec<Step>, kernels: &mut Vec<Kernel>, copies: &[(usize, usize)]) {
     let mut dropped = vec![false; steps.len()];
     for &(c, param) in copies {
-        if let Some((s, operand)) = in_place_writer(steps, kernels, &dropped, c, param) {
-            if let Step::Kernel { ptrs, .. } = &mut steps[s] {
-                ptrs[operand] = Ptr { base: Base::Arg(param), offset: 0 };
+        if let Some((s, redirect)) = in_place_writer(steps, kernels, &dropped, c, param) {
+            let Step::Kernel { kernel, ptrs } = &mut steps[s] else { continue };
+            let arg = Ptr { base: Base::Arg(param), offset: 0 };
+            match redirect {
+                Redirect::Output => ptrs[0] = arg,
+                Redirect::Post(j) => {
+                    let Kernel::Rows(r) = &kernels[*kernel] else { continue };
+                    let mut r = r.clone();
+                    r.row_strides.push(0);
+                    r.post[j].1[0] = r.row_strides.len() - 1;
+                    ptrs.push(arg);
+                    kernels.push(Kernel::Rows(r));
+                    *kernel = kernels.len() - 1;
+                }
             }
             dropped[c] = true;
         }
@@ -28,15 +41,22 @@ pub(crate) fn write_updates_in_place(steps: &mut Vec<Step>, kernels: &[Kernel], 
     });
 }
 
-/// The step (and its operand) that can write `param` directly instead of the buffer copied
-/// by step `c`.
+/// Which operand of the writer becomes the param.
+enum Redirect {
+    /// A loop kernel's output.
+    Output,
+    /// The output of `post[j]` of a rows kernel (a new operand).
+    Post(usize),
+}
+
+/// The step that can write `param` directly instead of the buffer copied by step `c`.
 fn in_place_writer(
     steps: &[Step],
     kernels: &[Kernel],
     dropped: &[bool],
     c: usize,
     param: usize,
-) -> Option<(usize, usize)> {
+) -> Option<(usize, Redirect)> {
     let live = |i: usize| !dropped[i] && i != c;
     let Step::Kernel { kernel, ptrs } = &steps[c] else { return None };
     let Kernel::Loop(copy) = &kernels[*kernel] else { return None };
@@ -48,42 +68,35 @@ fn in_place_writer(
     let touches = |i: usize, b: Base, write: bool| {
         steps[i].accesses(kernels).iter().any(|&(p, r, w)| p.base == b && if write { w } else { r })
     };
-    let writers: Vec<usize> = (0..steps.len()).filter(|&i| live(i) && touches(i, region, true)).collect();
-    let &[s] = &writers[..] else { return None };
-    let Step::Kernel { kernel, ptrs } = &steps[s] else { return None };
+    let s = (0..steps.len()).rfind(|&i| live(i) && touches(i, region, true))?;
     let arg = Base::Arg(param);
-    let operand = match &kernels[*kernel] {
-        Kernel::Loop(k) => writes_elementwise(k, ptrs, region, arg, copy).then_some(0)?,
-        Kernel::Rows(r) => {
-            // The one sub-kernel writing the region, run once (before or after the rows).
-            let subs = r.pre.iter().chain(&r.post);
-            let mut found = None;
-            for (k, idx) in subs {
-                let sub_ptrs: Vec<Ptr> = idx.iter().map(|&i| ptrs[i]).collect();
-                if sub_ptrs[0].base == region
-                    && let Kernel::Loop(k) = k
-                    && writes_elementwise(k, &sub_ptrs, region, arg, copy)
-                {
-                    found = Some(idx[0]);
-                }
-            }
-            let operand = found?;
-            // The region's operand is used by that sub-kernel alone, and the param's
-            // operands by sub-kernels run once.
-            let uses = r.pre.iter().chain(&r.phases).chain(&r.post).filter(|(_, idx)| idx.contains(&operand)).count();
-            let param_in_phase = r.phases.iter().any(|(_, idx)| idx.iter().any(|&i| ptrs[i].base == arg));
-            (uses == 1 && !param_in_phase).then_some(operand)?
-        }
-        Kernel::Pick { .. } | Kernel::OneHot { .. } => return None,
-    };
-    let region_read_elsewhere = (0..steps.len()).any(|i| live(i) && i != s && touches(i, region, false));
+    let region_read_later = (s + 1..steps.len()).any(|i| live(i) && touches(i, region, false));
     let param_read_later = (s + 1..steps.len()).any(|i| live(i) && touches(i, arg, false));
-    (!region_read_elsewhere && !param_read_later).then_some((s, operand))
+    if region_read_later || param_read_later || touches(s, arg, true) {
+        return None;
+    }
+    let Step::Kernel { kernel, ptrs } = &steps[s] else { return None };
+    match &kernels[*kernel] {
+        Kernel::Loop(k) => final_elementwise(k, ptrs, region, arg, copy).then_some((s, Redirect::Output)),
+        Kernel::Rows(r) => {
+            // The last sub-kernel writing the region runs after the rows, and no later one
+            // reads the param.
+            let sub_ptrs = |idx: &[usize]| -> Vec<Ptr> { idx.iter().map(|&i| ptrs[i]).collect() };
+            let (j, (k, idx)) = r.post.iter().enumerate().rev().find(|(_, (_, idx))| ptrs[idx[0]].base == region)?;
+            let Kernel::Loop(k) = k else { return None };
+            let later = r.post[j + 1..]
+                .iter()
+                .any(|(_, idx)| idx.iter().any(|&i| ptrs[i].base == arg || ptrs[i].base == region));
+            (!later && final_elementwise(k, &sub_ptrs(idx), region, arg, copy)).then_some((s, Redirect::Post(j)))
+        }
+        Kernel::Pick { .. } | Kernel::OneHot { .. } => None,
+    }
 }
 
-/// Whether loop `k` (operands `ptrs`) writes all of `region` (as the copy reads it) and
-/// reads `arg` only at the element it writes (for a reduction: only in its epilogue).
-fn writes_elementwise(k: &LoopKernel, ptrs: &[Ptr], region: Base, arg: Base, copy: &LoopKernel) -> bool {
+/// Whether loop `k` (operands `ptrs`) writes the final value of all of `region` (as the
+/// copy reads it) and reads `arg` only at the element it writes (in a reduction, only in
+/// its epilogue).
+fn final_elementwise(k: &LoopKernel, ptrs: &[Ptr], region: Base, arg: Base, copy: &LoopKernel) -> bool {
     if ptrs[0].base != region || ptrs[0].offset != 0 {
         return false;
     }
@@ -98,5 +111,5 @@ fn writes_elementwise(k: &LoopKernel, ptrs: &[Ptr], region: Base, arg: Base, cop
         .zip(&ptrs[1..])
         .enumerate()
         .all(|(j, (st, p))| p.base != arg || (p.offset == 0 && *st == k.out && (k.acc.is_none() || j >= n)));
-    whole && param_ok && !ptrs[1..].iter().any(|p| p.base == region)
+    whole && param_ok
 }

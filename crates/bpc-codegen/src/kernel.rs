@@ -207,6 +207,9 @@ impl LoopKernel {
     /// epilogue. Mirrors the dispatch of `emit::emit_loop`.
     pub(crate) fn completes_outputs(&self) -> bool {
         let Some(_) = self.acc else { return true };
+        if self.out.iter().all(|&s| s != 0) {
+            return true; // nothing reduced here: each output gets one term
+        }
         let inner = self.dims.len() - 1;
         let unit = self.ins.iter().all(|s| s[inner] == 0 || s[inner] == 1);
         let outer_reduced = (0..inner).any(|d| self.out[d] == 0);

@@ -237,6 +237,11 @@ pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Plan {
         if live[v.index()] {
             let val = p.value(v);
             p.vals[v.index()] = val;
+            // A stored view of a lazy value (a broadcast read after its kernel) is computed
+            // now: the lazy leaves may be buffers that hold one row of a fused row loop.
+            if p.role[v.index()] == Role::Stored && matches!(p.vals[v.index()], Some(Val::Lazy(_))) {
+                p.view(v);
+            }
         }
         if p.rows.as_ref().is_some_and(|r| r.last == v) {
             p.end_rows();
@@ -244,10 +249,18 @@ pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Plan {
     }
     p.results();
     if p.optimized {
-        write_updates_in_place(&mut p.steps, &p.kernels, &p.update_copies);
+        write_updates_in_place(&mut p.steps, &mut p.kernels, &p.update_copies);
     }
     let ws_bytes = crate::alloc::allocate(&mut p.steps, &p.kernels, &p.bufs, p.optimized);
     let (steps, kernels) = used_kernels(p.steps, p.kernels);
+    if std::env::var_os("BPC_DEBUG_PLAN").is_some() {
+        for s in &steps {
+            match s {
+                Step::Kernel { kernel, ptrs } => eprintln!("{:?}\n   {ptrs:?}", kernels[*kernel]),
+                Step::Gemm(g) => eprintln!("{g:?}"),
+            }
+        }
+    }
     Plan { steps, kernels, ws_bytes }
 }
 

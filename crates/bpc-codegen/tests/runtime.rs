@@ -234,14 +234,17 @@ fn in_place_updates_only_when_legal() {
     for variant in 0..4 {
         let f = build(variant);
         check(&f, 1, variant as u64, F32_TOL);
+        check(&bpc_opt::optimize(&f, bpc_opt::OptLevel::O1), 1, variant as u64, F32_TOL);
     }
-    // Variant 0 needs no copies: tanh, mul, sub, add write their final buffers.
-    let steps = |variant| {
-        let s = compile(&build(variant), 1).unwrap().stats();
+    // With the optimizer, variant 0 needs no copies: tanh, mul, sub, add write their final
+    // buffers. Without it (-O0), every update is a final copy.
+    let steps = |variant, level| {
+        let s = compile(&bpc_opt::optimize(&build(variant), level), 1).unwrap().stats();
         s.kernel_calls + s.inlined
     };
-    assert_eq!(steps(0), 4);
-    assert_eq!(steps(2), 5);
+    assert_eq!(steps(0, bpc_opt::OptLevel::O1), 4);
+    assert_eq!(steps(2, bpc_opt::OptLevel::O1), 5);
+    assert_eq!(steps(0, bpc_opt::OptLevel::O0), 6);
 }
 
 /// Params that swap values: each update reads the other param, which an earlier update may

@@ -139,6 +139,33 @@ impl<'f> Grouping<'f> {
             self.group[v.index()] = Some(id);
         }
         self.groups.push((kind, set));
+        // Two groups can each be convex and still need each other first: then drop this one.
+        if self.has_cycle() {
+            let (_, set) = self.groups.pop().expect("just pushed");
+            for v in set {
+                self.group[v.index()] = None;
+            }
+        }
+    }
+
+    /// The node of `v` in the graph of groups and single values.
+    fn node(&self, v: Value) -> usize {
+        self.group[v.index()].unwrap_or(self.groups.len() + v.index())
+    }
+
+    /// Whether the graph whose nodes are the groups and the ungrouped values has a cycle.
+    fn has_cycle(&self) -> bool {
+        let total = self.groups.len() + self.f.len();
+        let mut succs: Vec<Vec<usize>> = vec![Vec::new(); total];
+        for v in self.f.values() {
+            for o in self.f.inst(v).operands() {
+                let (a, b) = (self.node(o), self.node(v));
+                if a != b {
+                    succs[a].push(b);
+                }
+            }
+        }
+        reaches_cycle(&succs)
     }
 
     /// Row-wise work around a cross-entropy or softmax of batched logits `z`.
@@ -294,13 +321,18 @@ impl<'f> Grouping<'f> {
                 }
             }
         }
-        // An update runs after every other reader of its param.
+        // An update runs after every other reader of its param (unless that reader needs
+        // the update first: then code generation copies instead of writing in place).
         for r in &f.results {
             let Some(p) = r.update else { continue };
             for w in f.values().filter(|&w| *f.inst(w) == Inst::Arg(p)) {
                 for &u in &self.users[w.index()] {
-                    if node(u) != node(r.value) {
-                        preds[node(r.value)].insert(node(u));
+                    let (a, b) = (node(u), node(r.value));
+                    if a != b && !preds[b].contains(&a) {
+                        preds[b].insert(a);
+                        if cyclic(&preds) {
+                            preds[b].remove(&a);
+                        }
                     }
                 }
             }
@@ -347,6 +379,46 @@ impl<'f> Grouping<'f> {
         assert_eq!(order.len(), n, "internal error: fusion groups are not convex");
         order
     }
+}
+
+/// Whether the graph given by successor lists has a cycle (iterative three-colour DFS).
+fn reaches_cycle(succs: &[Vec<usize>]) -> bool {
+    let mut colour = vec![0u8; succs.len()];
+    for start in 0..succs.len() {
+        if colour[start] != 0 {
+            continue;
+        }
+        let mut stack = vec![(start, 0usize)];
+        colour[start] = 1;
+        while let Some(&mut (n, ref mut i)) = stack.last_mut() {
+            if let Some(&m) = succs[n].get(*i) {
+                *i += 1;
+                match colour[m] {
+                    0 => {
+                        colour[m] = 1;
+                        stack.push((m, 0));
+                    }
+                    1 => return true,
+                    _ => {}
+                }
+            } else {
+                colour[n] = 2;
+                stack.pop();
+            }
+        }
+    }
+    false
+}
+
+/// Whether predecessor sets have a cycle.
+fn cyclic(preds: &[BTreeSet<usize>]) -> bool {
+    let mut succs = vec![Vec::new(); preds.len()];
+    for (n, ps) in preds.iter().enumerate() {
+        for &p in ps {
+            succs[p].push(n);
+        }
+    }
+    reaches_cycle(&succs)
 }
 
 /// The contracted extent of a product whose left operand is `lhs` (transposed if `ta`).

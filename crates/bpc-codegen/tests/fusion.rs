@@ -1,0 +1,51 @@
+//! Fusion proven by kernel counts: every `fuse_*.ir` filetest of bpc-opt states in its
+//! header how many generated kernels (`; kernels N`, inlined ones included) and GEMM calls
+//! (`; gemms N`) its function compiles to at `-O2`; the compiled code must also agree with
+//! the float64 interpreter and with the same function compiled at `-O0`.
+
+mod common;
+
+use std::path::Path;
+
+use bpc_ir::read;
+use bpc_opt::{OptLevel, optimize};
+use common::{F32_TOL, assert_close, random_args, run_interp, run_jit, uniform};
+
+fn directive(text: &str, key: &str) -> usize {
+    let line = text.lines().find_map(|l| l.strip_prefix(&format!("; {key} "))).expect("a count directive");
+    line.trim().parse().expect("a number")
+}
+
+#[test]
+fn fused_kernel_counts_and_values() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpc-opt/tests/filetests");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let fuse: Vec<_> = files.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("fuse_")).collect();
+    assert!(fuse.len() >= 6, "the fusion filetests are missing");
+    for path in fuse {
+        let text = std::fs::read_to_string(path).unwrap();
+        let input = text.split("; after\n").next().unwrap();
+        let input: String = input.lines().filter(|l| !l.starts_with(';')).map(|l| format!("{l}\n")).collect();
+        let f = read(&input).unwrap();
+        let (kernels, gemms) = (directive(&text, "kernels"), directive(&text, "gemms"));
+        let o2 = optimize(&f, OptLevel::O2);
+        let o0 = optimize(&f, OptLevel::O0);
+        for batch in [1, 7, 33] {
+            let c2 = bpc_codegen::compile(&o2, batch).unwrap();
+            let s = c2.stats();
+            let what = format!("{} at batch {batch}", path.display());
+            assert_eq!((s.kernel_calls + s.inlined, s.gemm_calls), (kernels, gemms), "{what}: {s:?}");
+            let args = random_args(&f, batch, 11, &uniform(-2.0, 2.0));
+            let got = run_jit(&c2, &o2, &args);
+            let want = run_interp(&f, batch, &args);
+            let c0 = bpc_codegen::compile(&o0, batch).unwrap();
+            let base = run_jit(&c0, &o0, &args);
+            for ((r, g), (w, b)) in f.results.iter().zip(&got).zip(want.iter().zip(&base)) {
+                assert_close(&format!("{what}: {} vs interpreter", r.name), g, w, F32_TOL);
+                let b: Vec<f64> = b.iter().map(|&x| x as f64).collect();
+                assert_close(&format!("{what}: {} at -O2 vs -O0", r.name), g, &b, F32_TOL);
+            }
+        }
+    }
+}
