@@ -112,62 +112,73 @@ pub enum Inst {
         rhs: Value,
     },
     /// `where(cond, on_true, on_false)`: `cond` is a 0/1 mask; nonzero picks `on_true`.
+    /// VJP: `ct` to the branch taken and an exact 0 to the other (a select, so inf or NaN in
+    /// the inactive branch's partials never reaches the gradient); none to the mask.
     Select {
         cond: Value,
         on_true: Value,
         on_false: Value,
     },
-    /// Reduces the physical `axes` (sorted, distinct) away.
+    /// Reduces the physical `axes` (sorted, distinct) away. VJP: per [`ReduceOp`].
     Reduce {
         op: ReduceOp,
         arg: Value,
         axes: Vec<usize>,
     },
-    /// NumPy broadcasting of the example axes to `to`; may also add the batch axis.
+    /// NumPy broadcasting of the example axes to `to`; may also add the batch axis. VJP: `ct`
+    /// summed over the broadcast axes back to the operand's shape (over the batch axis too, so
+    /// a shared value's gradient counts every example once).
     Broadcast {
         arg: Value,
         to: Shape,
     },
-    /// Same elements, new example shape; the batch axis is kept.
+    /// Same elements, new example shape; the batch axis is kept. VJP: `ct` reshaped back.
     Reshape {
         arg: Value,
         to: Shape,
     },
-    /// Swaps the two example axes of a rank-2 example.
+    /// Swaps the two example axes of a rank-2 example. VJP: `ct` transposed back.
     Transpose {
         arg: Value,
     },
     /// `op(lhs) · op(rhs)` on physical rank-2 operands, `op` transposing when the flag is
     /// set (BLAS's transa/transb). The minibatch axis may be a row or the contracted axis.
+    /// VJP (`C = op(A)·op(B)`): `dA = dC·op(B)ᵀ`, `dB = op(A)ᵀ·dC`, each laid out as its
+    /// operand; IEEE products (strong zeros do not apply inside GEMMs, SPEC §2).
     MatMul {
         lhs: Value,
         rhs: Value,
         ta: bool,
         tb: bool,
     },
-    /// Softmax (or log-softmax) along a physical example axis, max-subtracted.
+    /// Softmax (or log-softmax) along a physical example axis, max-subtracted (no overflow for
+    /// any finite input). VJP: `out ⊙ (ct − Σ ct ⊙ out)`; log-softmax `ct − e^out ⊙ Σ ct`.
     Softmax {
         arg: Value,
         axis: usize,
         log: bool,
     },
     /// `logsumexp(logits) - logits[label]` along the last axis: logits `f32[.., K]`,
-    /// label `i32[..]` of class indices, result `f32[..]`.
+    /// label `i32[..]` of class indices, result `f32[..]`; max-subtracted. VJP: `ct ⊙
+    /// (softmax(logits) − onehot(label))`, finite for any finite logits; none to the label (an
+    /// integer: differentiating with respect to it is a compile-time error, SPEC §2).
     CrossEntropy {
         logits: Value,
         label: Value,
     },
-    /// Class indices `i32[..]` to a 0/1 `f32[.., classes]`.
+    /// Class indices `i32[..]` to a 0/1 `f32[.., classes]`. No gradient (an integer operand).
     OneHot {
         label: Value,
         classes: usize,
     },
     /// Constant indexing of the leading example axes: `W[i, j]`, `v[i]`, `W[i]` (a row).
+    /// VJP: `ct` scattered back to `at`, zeros elsewhere.
     Index {
         arg: Value,
         at: Vec<usize>,
     },
-    /// The adjoint of `Index`: zeros of shape `to` with `arg` placed at `at`.
+    /// The adjoint of `Index`: zeros of shape `to` with `arg` placed at `at`. VJP: `ct`
+    /// indexed at `at` (so an adjoint differentiates again).
     Scatter {
         arg: Value,
         at: Vec<usize>,
