@@ -162,7 +162,7 @@ fn compare(got: &[f64], want: &[f64], tol: f64, what: &str) -> Result<(), String
     }
     for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
         let ok =
-            if w.is_finite() { (g - w).abs() <= tol * w.abs().max(1.0) } else { g == w || (g.is_nan() && w.is_nan()) };
+            if w.is_finite() { within(g - w, tol * w.abs().max(1.0)) } else { g == w || (g.is_nan() && w.is_nan()) };
         if !ok {
             return Err(format!("{what}[{k}] = {g}, expected {w}"));
         }
@@ -222,7 +222,7 @@ fn gradcheck(s: &Subject, args: &[Tensor]) -> Result<(), String> {
                 Ok(interpret(f, 1, &moved).map_err(|e| e.to_string())?[loss].data[0])
             };
             let fd = (at(h)? - at(-h)?) / (2.0 * h);
-            if !((ad - fd).abs() <= 1e-6 * fd.abs().max(1.0)) {
+            if !within(ad - fd, 1e-6 * fd.abs().max(1.0)) {
                 return Err(format!("d loss / d {}[{i}] = {ad}, finite differences {fd}", arg.name));
             }
         }
@@ -248,8 +248,16 @@ fn bind(model: &Model, point: &str) -> Result<Vec<Tensor>, String> {
         .collect()
 }
 
+/// A parsed value: its elements and its shape.
+type Value = (Vec<f64>, Vec<usize>);
+
+/// `|diff| ≤ tol`; false for NaN.
+fn within(diff: f64, tol: f64) -> bool {
+    diff.abs() <= tol
+}
+
 /// `NAME=VALUE, ...` with VALUE a number (`inf`, `-inf`, `nan` too) or a nested list.
-fn parse_pairs(text: &str) -> Result<Vec<(String, (Vec<f64>, Vec<usize>))>, String> {
+fn parse_pairs(text: &str) -> Result<Vec<(String, Value)>, String> {
     let mut out = Vec::new();
     let mut rest = text.trim();
     while !rest.is_empty() {

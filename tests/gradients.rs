@@ -17,11 +17,14 @@ use bpc::{Arg, Model, OptLevel};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+/// Named results: (result name, data).
+type Named = Vec<(String, Vec<f64>)>;
+
 /// Results of `f` at minibatch `batch` by the interpreter and by the JIT at -O0 and -O2, each
 /// as (engine, result name → data).
-fn every_engine(model: &Model, f: &Function, batch: usize, args: &[Tensor]) -> Vec<(String, Vec<(String, Vec<f64>)>)> {
+fn every_engine(model: &Model, f: &Function, batch: usize, args: &[Tensor]) -> Vec<(String, Named)> {
     let vals = interpret(f, batch, args).unwrap_or_else(|e| panic!("{e}\n{f}"));
-    let named = |get: &dyn Fn(usize, bpc::ir::Value) -> Vec<f64>| -> Vec<(String, Vec<f64>)> {
+    let named = |get: &dyn Fn(usize, bpc::ir::Value) -> Vec<f64>| -> Named {
         f.results.iter().enumerate().map(|(i, r)| (r.name.clone(), get(i, r.value))).collect()
     };
     let mut out = vec![("interpreter".to_string(), named(&|_, v| vals[v.index()].data.clone()))];
@@ -126,7 +129,7 @@ fn hvp_of_softmax_cross_entropy() {
 }
 
 /// Every gradient of `src` at one example by every engine.
-fn grads(src: &str, args: &[Tensor]) -> Vec<(String, Vec<(String, Vec<f64>)>)> {
+fn grads(src: &str, args: &[Tensor]) -> Vec<(String, Named)> {
     let model = Model::from_source("m.bp", src).unwrap();
     let names = model.grad_names();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -148,7 +148,7 @@ fn check(src: &str, t: &mut Tally) -> Result<(), TestCaseError> {
                 if j.to_bits() != j2.to_bits() {
                     return fail(src, format!("{level:?}: {}[{i}] is {j} on one call and {j2} on the next", r.name));
                 }
-                if !((f64::from(j) - o).abs() <= 1e-5 * o.abs().max(1.0) + 4.0 * noise[i]) {
+                if !within(f64::from(j) - o, 1e-5 * o.abs().max(1.0) + 4.0 * noise[i]) {
                     let point = describe(&vg, &args);
                     let n = noise[i];
                     let msg = format!("{level:?}: JIT {}[{i}] = {j}, interpreter {o} (rounding spread {n:e})", r.name);
@@ -179,7 +179,7 @@ fn check(src: &str, t: &mut Tally) -> Result<(), TestCaseError> {
             };
             let fd = (up - down) / (2.0 * step);
             t.fd_elements += 1;
-            if !((ad - fd).abs() <= 1e-5 * fd.abs().max(1.0)) {
+            if !within(ad - fd, 1e-5 * fd.abs().max(1.0)) {
                 let point = describe(&vg, &args);
                 return fail(src, format!("d loss / d {}[{i}] = {ad}, finite differences {fd}\nat {point}", arg.name));
             }
@@ -244,6 +244,11 @@ fn perturbed(f: &Function) -> (Function, Vec<(bpc::ir::Value, bpc::ir::Value)>) 
     }
     g.results = f.results.iter().map(|r| Output { value: map[r.value.index()], ..r.clone() }).collect();
     (g, deltas)
+}
+
+/// `|diff| ≤ tol`; false for NaN.
+fn within(diff: f64, tol: f64) -> bool {
+    diff.abs() <= tol
 }
 
 /// Random arguments: floats uniform in [-2, 2], class labels uniform.

@@ -72,7 +72,7 @@ pub fn all_ops() -> Vec<&'static str> {
     let mut v: Vec<&str> = UNARY.to_vec();
     v.extend(["+", "-", "*", "/", "^", "pow_tensor", "max2", "min2", "where"]);
     v.extend(CMP);
-    v.extend(REDUCE.iter().map(|r| *r));
+    v.extend(REDUCE.iter().copied());
     v.extend(["sum_axis", "mean_axis", "max_axis", "min_axis", "logsumexp_axis"]);
     v.extend(["softmax", "log_softmax", "@", "transpose", "index", "cross_entropy", "mse", "bce_with_logits", "g"]);
     v.extend(["broadcast_shapes", "broadcast_two_sided", "shared_with_per_example", "bind_reuse", "label"]);

@@ -215,7 +215,7 @@ impl Sweep {
     /// at `b = 0`. A constant exponent `c` is folded (`c = 0` gives 0).
     fn power_slope(&mut self, a: Value, b: Value) -> Value {
         match self.constant(b) {
-            Some(c) if c == 0.0 => self.splat_like(0.0, a),
+            Some(0.0) => self.splat_like(0.0, a),
             Some(c) => {
                 let coef = self.splat_like(c, a);
                 let pow = self.bin_c(BinaryOp::Pow, a, c - 1.0);
