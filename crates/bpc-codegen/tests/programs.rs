@@ -11,7 +11,7 @@ use bpc_ir::{ArgKind, Function};
 use bpc_opt::{OptLevel, optimize};
 use common::*;
 
-const EXAMPLES: [(&str, &str); 8] = [
+const EXAMPLES: [(&str, &str); 9] = [
     ("add_mul", include_str!("../../../examples/add_mul.bp")),
     ("sigmoid_neuron", include_str!("../../../examples/sigmoid_neuron.bp")),
     ("squared_error", include_str!("../../../examples/squared_error.bp")),
@@ -20,6 +20,7 @@ const EXAMPLES: [(&str, &str); 8] = [
     ("iris", include_str!("../../../examples/iris.bp")),
     ("digits", include_str!("../../../examples/digits.bp")),
     ("mnist", include_str!("../../../examples/mnist.bp")),
+    ("diabetes", include_str!("../../../examples/diabetes.bp")),
 ];
 
 fn model(name: &str, text: &str) -> Function {
@@ -61,6 +62,35 @@ fn train_step_of_every_example() {
         for batch in [1, 7, 128] {
             check_with(&step, batch, 3, F32_TOL, &sample(name));
             check_with(&optimize(&step, OptLevel::O2), batch, 4, F32_TOL, &sample(name));
+        }
+    }
+}
+
+/// `-O0` (no passes) and `-O2` give the same loss, gradients and updated params on the same
+/// arguments, to float32 rounding, for every example's value-and-grad and train step.
+#[test]
+fn o0_and_o2_agree_on_every_example() {
+    for (name, text) in EXAMPLES {
+        let f = model(name, text);
+        let wrt = float_args(&f);
+        let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
+        let mut funcs = vec![("value_and_grad", value_and_grad(&f, &wrt).unwrap())];
+        if f.params().next().is_some() {
+            funcs.push(("train step", train_step(&f, Optimizer::Sgd).unwrap()));
+        }
+        for (what, g) in &funcs {
+            for batch in [1, 7, 128] {
+                let args = random_args(g, batch, 5, &sample(name));
+                let run = |level| {
+                    let o = optimize(g, level);
+                    run_jit(&compile(&o, batch).unwrap(), &o, &args)
+                };
+                let (o0, o2) = (run(OptLevel::O0), run(OptLevel::O2));
+                for (r, (a, b)) in g.results.iter().zip(o0.iter().zip(&o2)) {
+                    let a: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+                    assert_close(&format!("{name} {what} (batch {batch}) {}: -O2 vs -O0", r.name), b, &a, F32_TOL);
+                }
+            }
         }
     }
 }
