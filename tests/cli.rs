@@ -604,6 +604,24 @@ fn hessian_vector_products() {
 }
 
 #[test]
+fn check_finite_names_a_non_finite_param_at_its_declaration() {
+    // A checkpoint holding NaN: nothing computed it, so the param itself is named, at its line.
+    let s = Scratch::new("nanparam");
+    let model = s.file("m.bp", "input x\nlabel t\nparam w = 0.5\nloss (w * x - t)^2\n");
+    let data = s.file("d.csv", "x,t\n1,0\n2,0\n");
+    let good = s.path("p.safetensors");
+    ok(&["train", &model, "--data", &data, "--epochs", "1", "--save", &good, "--quiet"]);
+    let mut bytes = std::fs::read(&good).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    let bad = s.path("bad.safetensors");
+    std::fs::write(&bad, bytes).unwrap();
+    let err = fails(&["eval", &model, "--params", &bad, "--set", "x=1,t=0", "--check-finite"]);
+    assert!(err.contains("--check-finite: param `w` is NaN before any op runs"), "{err}");
+    assert!(err.contains(&format!("{model}:3:7")) && err.contains("`w` is declared here"), "{err}");
+}
+
+#[test]
 fn check_finite_names_the_op_and_line() {
     let s = Scratch::new("finite");
     let model = s.file("nf.bp", "input x\ninput y\nr = sqrt(x)\nf = log(r * y)\nloss f\n");
