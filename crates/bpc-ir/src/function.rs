@@ -80,6 +80,9 @@ pub enum ArgKind {
     Param { init: Init },
     /// A runtime scalar setting of the step, such as the learning rate `lr`.
     Hyper,
+    /// Optimizer state (a momentum buffer, Adam's moments): read by the step and written
+    /// over in place by an update result, like a param, but not trained; zero at the start.
+    State,
 }
 
 /// One argument: its source name, kind, type and declaration span.
@@ -248,7 +251,7 @@ pub struct ValueData {
 pub struct Output {
     pub name: String,
     pub value: Value,
-    /// `Some(param)`: this is the param's new value, written over it in place.
+    /// `Some(arg)`: the new value of that param (or optimizer state), written over it in place.
     pub update: Option<ArgId>,
 }
 
@@ -394,6 +397,11 @@ impl Function {
     /// Args of kind `Input`, in declaration order.
     pub fn inputs(&self) -> impl Iterator<Item = ArgId> + '_ {
         self.args_where(|k| matches!(k, ArgKind::Input))
+    }
+
+    /// Args of kind `State` (optimizer state), in declaration order.
+    pub fn states(&self) -> impl Iterator<Item = ArgId> + '_ {
+        self.args_where(|k| matches!(k, ArgKind::State))
     }
 
     /// Args of kind `Label`, in declaration order.

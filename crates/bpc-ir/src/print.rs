@@ -34,8 +34,10 @@ impl fmt::Display for Function {
                 ArgKind::Label { classes: None } => writeln!(f, "  label {}: {}", a.name, a.ty)?,
                 ArgKind::Param { init } => writeln!(f, "  param {}: {} {init}", a.name, a.ty)?,
                 ArgKind::Hyper => writeln!(f, "  hyper {}: {}", a.name, a.ty)?,
+                ArgKind::State => writeln!(f, "  state {}: {}", a.name, a.ty)?,
             }
         }
+        let kernels = self.kernels.as_deref().unwrap_or_default();
         for v in self.values() {
             if self.adjoint_start == Some(v) {
                 writeln!(f, "adjoint:")?;

@@ -78,7 +78,7 @@ pub fn read(text: &str) -> Result<Function, ReadError> {
 fn read_line(func: &mut Function, code: &str, comment: Option<&str>) -> Result<(), String> {
     let (head, rest) = code.split_once(' ').ok_or_else(|| format!("cannot read `{code}`"))?;
     match head {
-        "input" | "label" | "param" | "hyper" => read_arg(func, head, rest),
+        "input" | "label" | "param" | "hyper" | "state" => read_arg(func, head, rest),
         "result" | "update" => {
             let (name, v) = rest.split_once('=').ok_or("expected `NAME = vN`")?;
             let (name, value) = (name.trim().to_string(), value(v.trim(), func)?);
@@ -121,6 +121,7 @@ fn read_arg(func: &mut Function, kind: &str, rest: &str) -> Result<(), String> {
     let kind = match kind {
         "input" => ArgKind::Input,
         "hyper" => ArgKind::Hyper,
+        "state" => ArgKind::State,
         "label" if extra.is_empty() => ArgKind::Label { classes: None },
         "label" => {
             let k = extra.strip_prefix("class(").and_then(|r| r.strip_suffix(')')).ok_or("expected `class(K)`")?;

@@ -46,10 +46,10 @@ pub fn verify(func: &Function) -> Result<(), VerifyError> {
             let Some(arg) = func.args.get(p.index()) else {
                 return err(None, format!("update {} targets a missing argument", r.name));
             };
-            if !matches!(arg.kind, ArgKind::Param { .. }) || arg.ty != *func.ty(r.value) {
+            if !matches!(arg.kind, ArgKind::Param { .. } | ArgKind::State) || arg.ty != *func.ty(r.value) {
                 return err(
                     Some(r.value),
-                    format!("update of {} is {}, expected a param of that type", arg.name, func.ty(r.value)),
+                    format!("update of {} is {}, expected a param or state of that type", arg.name, func.ty(r.value)),
                 );
             }
         }
