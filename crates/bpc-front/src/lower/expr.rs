@@ -170,9 +170,24 @@ impl<'m> Lowerer<'m> {
         self.check_float(a)?;
         match a.val {
             Val::Const(c) => Ok(Val::Const(op.eval(c))),
-            Val::Tensor(arg) => Ok(Val::Tensor(self.ins(Inst::Unary { op, arg }, span))),
+            Val::Tensor(arg) => Ok(Val::Tensor(self.stable_log(op, arg, span))),
             Val::Class { .. } => Err(Fail),
         }
+    }
+
+    /// `op(arg)`, with the log of a sigmoid or a softmax built as the stable composite
+    /// (SPEC §2: `log(sigmoid)` must not overflow for |x| up to 1e4): `log(sigmoid(x))` is
+    /// `log_sigmoid(x)` and `log(softmax(x))` is `log_softmax(x)`, so a sigmoid or softmax
+    /// that rounded to 0 does not give `-inf` and a NaN gradient. The same at every `-O`.
+    fn stable_log(&mut self, op: UnaryOp, arg: Value, span: Span) -> Value {
+        let inst = match (op, self.func.inst(arg)) {
+            (UnaryOp::Log, &Inst::Unary { op: UnaryOp::Sigmoid, arg: x }) => {
+                Inst::Unary { op: UnaryOp::LogSigmoid, arg: x }
+            }
+            (UnaryOp::Log, &Inst::Softmax { arg: x, axis, log: false }) => Inst::Softmax { arg: x, axis, log: true },
+            _ => Inst::Unary { op, arg },
+        };
+        self.ins(inst, span)
     }
 
     pub(crate) fn binary(&mut self, op: BinaryOp, a: Opd, b: Opd, span: Span) -> R<Val> {
