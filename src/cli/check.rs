@@ -135,7 +135,7 @@ fn point(model: &Model, a: &CheckArgs, rows: usize) -> Result<(Vec<Tensor>, usiz
             let r = rows.min(d.len());
             let labels: Vec<f64> = match &d.labels {
                 Labels::Class { values, .. } => values[..r].iter().map(|&c| f64::from(c)).collect(),
-                Labels::Real(values) => values[..r].iter().map(|&y| f64::from(y)).collect(),
+                Labels::Real(values) => values[..r * d.label_width].iter().map(|&y| f64::from(y)).collect(),
                 Labels::None => vec![0.0; r],
             };
             (d.features[..r * d.n_features].iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), labels, r)

@@ -70,7 +70,7 @@ pub enum Stage {
 enum Command {
     /// Evaluate one example: every named value and d loss / d name.
     Eval(EvalArgs),
-    /// Train the model's params with minibatch SGD.
+    /// Train the model's params: minibatch SGD, momentum, Adam or AdamW.
     Train(TrainArgs),
     /// Run a trained model over a data set and write its outputs as CSV.
     Predict(PredictArgs),
@@ -83,9 +83,14 @@ enum Command {
 /// `--optimizer`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerArg {
+    /// w -= lr·g
     Sgd,
+    /// PyTorch's SGD with momentum: v = μ·v + g, w -= lr·v (--momentum μ, --nesterov)
     Momentum,
+    /// Adam (--beta1 --beta2 --eps), as torch.optim.Adam
     Adam,
+    /// Adam with decoupled weight decay, as torch.optim.AdamW
+    Adamw,
 }
 
 /// `-O0|-O1|-O2`.
@@ -136,43 +141,86 @@ pub struct EvalArgs {
     pub opt: Opt,
 }
 
+/// `bpc train`. Ctrl-C stops after the current step, saves a checkpoint (to --save, else
+/// MODEL.interrupted.safetensors) and exits with status 130; `--init` resumes from it.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    bpc train model.bp --data train.csv --val test.csv --standardize --optimizer adam --lr 0.001 --epochs 20 \
+    --save model.safetensors --plot curve.svg\n  \
+    bpc train model.bp --data train.csv --val test.csv --standardize --optimizer adam --epochs 20 \
+    --init model.safetensors --save model.safetensors   # resume (after Ctrl-C or to train longer)")]
 pub struct TrainArgs {
     pub model: PathBuf,
     /// Training data (CSV with a header, or .csv.gz).
     #[arg(long, value_name = "TRAIN.csv")]
     pub data: PathBuf,
     /// Validation data, evaluated after every epoch.
-    #[arg(long, value_name = "VAL.csv")]
+    #[arg(long, value_name = "VAL.csv", conflicts_with = "val_split")]
     pub val: Option<PathBuf>,
-    /// The label column (default: `label`, else the last column).
+    /// Hold out this fraction of the training data (chosen with --seed) for validation.
+    #[arg(long, value_name = "F", allow_hyphen_values = true, value_parser = fraction)]
+    pub val_split: Option<f64>,
+    /// The label column (default: `label`, else the last column); `A,B,C` for a real label
+    /// of three elements.
     #[arg(long, value_name = "COLUMN")]
     pub label: Option<String>,
-    /// Passes over the training data.
+    /// The feature columns, in the order they fill the inputs (default: every other column
+    /// in file order); columns not named are ignored.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// Epochs in all (a resumed run continues up to this count).
     #[arg(long, default_value_t = 10, allow_hyphen_values = true, value_parser = at_least_one_usize)]
     pub epochs: usize,
     /// Minibatch size.
     #[arg(long, default_value_t = 32, allow_hyphen_values = true, value_parser = at_least_one)]
     pub batch: u64,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true, value_parser = learning_rate)]
-    pub lr: f32,
-    /// The update rule (only `sgd` is compiled so far).
+    /// Learning rate [default: 0.01; 0.001 for adam and adamw].
+    #[arg(long, allow_hyphen_values = true, value_parser = learning_rate)]
+    pub lr: Option<f32>,
+    /// How the learning rate changes: constant, step:EPOCHS:FACTOR (multiply by FACTOR every
+    /// EPOCHS epochs), or cosine (annealed to 0 over the run, every step).
+    #[arg(long, value_name = "SCHEDULE", default_value = "constant", value_parser = lr_schedule)]
+    pub lr_schedule: bpc::train::LrSchedule,
+    /// The update rule.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
     pub optimizer: OptimizerArg,
-    /// Seed of the initializers and of the shuffling.
+    /// Momentum μ of --optimizer momentum [default: 0.9].
+    #[arg(long, value_name = "MU", allow_hyphen_values = true, value_parser = unit_interval)]
+    pub momentum: Option<f32>,
+    /// Nesterov momentum (with --optimizer momentum): w -= lr·(g + μ·v).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Adam's β1 [default: 0.9].
+    #[arg(long, allow_hyphen_values = true, value_parser = unit_interval)]
+    pub beta1: Option<f32>,
+    /// Adam's β2 [default: 0.999].
+    #[arg(long, allow_hyphen_values = true, value_parser = unit_interval)]
+    pub beta2: Option<f32>,
+    /// Adam's ε [default: 1e-8].
+    #[arg(long, allow_hyphen_values = true, value_parser = positive)]
+    pub eps: Option<f32>,
+    /// L2 weight decay: wd·w is added to the gradient (adamw: w -= lr·wd·w, decoupled).
+    #[arg(long, value_name = "WD", default_value_t = 0.0, allow_hyphen_values = true, value_parser = non_negative)]
+    pub weight_decay: f32,
+    /// Stop when the validation loss has not improved for N epochs, keeping the best params.
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = at_least_one_usize)]
+    pub patience: Option<usize>,
+    /// Seed of the initializers, the shuffling and --val-split.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number)]
     pub seed: u64,
     /// Scale features by the training set's mean and standard deviation.
     #[arg(long)]
     pub standardize: bool,
-    /// Write the trained params here (safetensors).
+    /// Write the trained params and optimizer state here (safetensors).
     #[arg(long, value_name = "P.safetensors")]
     pub save: Option<PathBuf>,
-    /// Start from these params instead of the initializers.
+    /// Also save to --save every N epochs.
+    #[arg(long, value_name = "N", requires = "save", allow_hyphen_values = true, value_parser = at_least_one_usize)]
+    pub save_every: Option<usize>,
+    /// Resume from this checkpoint: params, optimizer state, epochs done, standardization.
     #[arg(long, value_name = "P.safetensors")]
     pub init: Option<PathBuf>,
-    /// Draw the loss curves (train, validation) to this SVG file.
+    /// Draw train and validation loss (and accuracy) per epoch to this SVG file.
     #[arg(long, value_name = "curve.svg")]
     pub plot: Option<PathBuf>,
     /// Threads for large matrix products (default: all cores).
@@ -203,6 +251,10 @@ pub struct PredictArgs {
     /// The label column, if the file has one not named `label` and not last.
     #[arg(long, value_name = "COLUMN")]
     pub label: Option<String>,
+    /// The feature columns (default: those the checkpoint was trained on with --features,
+    /// else every column but the label).
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
     /// Write the CSV here instead of stdout.
     #[arg(long, value_name = "PRED.csv")]
     pub out: Option<PathBuf>,
@@ -341,6 +393,43 @@ fn whole_number(text: &str) -> Result<u64, String> {
 
 fn whole_number_usize(text: &str) -> Result<usize, String> {
     whole_number(text).map(|n| n as usize)
+}
+
+/// `--val-split`: a fraction strictly between 0 and 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("expected a fraction between 0 and 1 (e.g. 0.2), found `{text}`")),
+    }
+}
+
+/// `--momentum`, `--beta1`, `--beta2`: a number in [0, 1).
+fn unit_interval(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(x) if (0.0..1.0).contains(&x) => Ok(x),
+        _ => Err(format!("expected a number from 0 up to (not including) 1, found `{text}`")),
+    }
+}
+
+/// `--eps`: a finite positive number.
+fn positive(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("expected a positive finite number, found `{text}`")),
+    }
+}
+
+/// `--weight-decay`: a finite number, 0 or more.
+fn non_negative(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("expected a finite number, 0 or more, found `{text}`")),
+    }
+}
+
+/// `--lr-schedule`.
+fn lr_schedule(text: &str) -> Result<bpc::train::LrSchedule, String> {
+    bpc::train::LrSchedule::parse(text)
 }
 
 /// `--lr`: a finite positive number (a negative rate would climb the loss).

@@ -1,13 +1,15 @@
 //! `bpc predict MODEL --params P --data D`: one CSV row per example (SPEC §4): the `output`
 //! tensor flattened as `output_0, output_1, …`, then `predicted` (class index or name) for a
-//! class label. The checkpoint's standardization statistics are applied to the features.
+//! class label. The checkpoint's standardization statistics (and `--features` columns) are
+//! applied to the data. When the file has labels, the accuracy (class labels) or R² and RMSE
+//! (real labels) go to stderr.
 
 use bpc::train::checkpoint;
 use bpc::train::data::{self, LoadOptions};
-use bpc::train::{Evaluator, LabelEncoding, LabelPolicy, Predictions};
+use bpc::train::{Evaluator, LabelEncoding, LabelPolicy, Labels, Predictions, Regression};
 use bpc::{Error, Model};
 
-use super::train::{check_dir, run_error, schema};
+use super::train::{check_dir, print_line, run_error, schema};
 use super::{PredictArgs, json_object};
 
 pub fn run(a: &PredictArgs) -> Result<(), Error> {
@@ -29,8 +31,13 @@ pub fn run(a: &PredictArgs) -> Result<(), Error> {
         (None, Some(_)) => Some(LabelEncoding::Integers),
         (None, None) => None,
     };
-    let opts =
-        LoadOptions { label_column: a.label.as_deref(), encoding: encoding.as_ref(), policy: LabelPolicy::Optional };
+    let features = a.features.clone().or_else(|| meta.features.clone());
+    let opts = LoadOptions {
+        label_column: a.label.as_deref(),
+        features: features.as_deref(),
+        encoding: encoding.as_ref(),
+        policy: LabelPolicy::Optional,
+    };
     let mut data = data::load(&a.data, &schema, &opts).map_err(|e| Error(e.to_string()))?;
     if let Some(s) = &meta.standardizer {
         if s.len() != data.n_features {
@@ -47,13 +54,19 @@ pub fn run(a: &PredictArgs) -> Result<(), Error> {
         Evaluator::for_prediction(&model.func, &schema, &params, a.opt.level()).map_err(|e| run_error(&model, e))?;
     let pred = ev.predict(&data, &params, schema.classes()).map_err(|e| run_error(&model, e))?;
     let accuracy = pred.accuracy(&data);
+    let regression = match &data.labels {
+        Labels::Real(values) if pred.width == data.label_width => {
+            Some(Regression::new(&pred.values, values, data.label_width))
+        }
+        Labels::Real(_) | Labels::Class { .. } | Labels::None => None,
+    };
     let text = |c: usize| Predictions::class_text(c, encoding.as_ref());
     if a.out.is_some() || !a.json {
         let csv = to_csv(&pred, &text)?;
         match &a.out {
             Some(p) => checkpoint::write_atomic(p, csv.as_bytes())
                 .map_err(|e| Error(format!("{}: cannot write: {e}", p.display())))?,
-            None => print!("{csv}"),
+            None => print_line(csv.trim_end_matches('\n')),
         }
     }
     if a.json {
@@ -67,23 +80,29 @@ pub fn run(a: &PredictArgs) -> Result<(), Error> {
                 _ => c.to_string(),
             })
             .collect();
-        println!(
-            "{}",
-            json_object([
-                ("examples".to_string(), pred.rows.to_string()),
-                ("accuracy".to_string(), accuracy.map_or("null".into(), |x| x.to_string())),
-                (pred.name.clone(), format!("[{}]", rows.join(","))),
-                (
-                    "predicted".to_string(),
-                    if pred.classes.is_some() { format!("[{}]", predicted.join(",")) } else { "null".into() }
-                ),
-            ])
-        );
+        print_line(&json_object([
+            ("examples".to_string(), pred.rows.to_string()),
+            ("accuracy".to_string(), accuracy.map_or("null".into(), |x| x.to_string())),
+            (pred.name.clone(), format!("[{}]", rows.join(","))),
+            (
+                "predicted".to_string(),
+                if pred.classes.is_some() { format!("[{}]", predicted.join(",")) } else { "null".into() },
+            ),
+            ("r2".to_string(), num(regression.map(|r| r.r2))),
+            ("rmse".to_string(), num(regression.map(|r| r.rmse))),
+        ]));
     }
     if let Some(acc) = accuracy {
         eprintln!("accuracy {acc:.4} on {} examples", pred.rows);
     }
+    if let Some(r) = regression {
+        eprintln!("R² {:.4}  RMSE {:.4} on {} examples", r.r2, r.rmse, pred.rows);
+    }
     Ok(())
+}
+
+fn num(x: Option<f64>) -> String {
+    x.map_or("null".into(), |x| serde_json::Value::from(x).to_string())
 }
 
 fn json_row(row: &[f32]) -> String {

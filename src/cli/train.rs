@@ -1,108 +1,401 @@
 //! `bpc train MODEL --data TRAIN.csv ...`: load, standardize, train, save (SPEC §4).
 //!
-//! All inputs (model, data, initial params, the save directory) are checked before the
-//! first step, so a typo never costs a training run; the checkpoint is written only after
-//! training succeeded, atomically.
+//! All inputs (model, data, flags, the checkpoint to resume from, the save directory) are
+//! checked before the first step, so a typo never costs a training run. Checkpoints are
+//! written atomically: after training, every `--save-every` epochs, and on Ctrl-C (which
+//! finishes the current step, saves and exits with status 130). A run that diverges saves
+//! nothing, so the last good checkpoint stays as it was.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use bpc::autodiff::Optimizer;
 use bpc::train::checkpoint::{self, Meta};
 use bpc::train::data::{self, LoadOptions};
-use bpc::train::{Dataset, LabelEncoding, LabelPolicy, Labels, Params, RunError, Schema, Standardizer, TrainConfig};
+use bpc::train::{
+    Confusion, Dataset, Evaluator, LabelEncoding, LabelPolicy, Labels, OptState, OptimizerConfig, Params, Position,
+    Regression, RunError, Schema, Snapshot, Standardizer, Stop, TrainConfig, TrainReport,
+};
 use bpc::{Error, Model};
+use serde_json::{Value, json};
 
 use super::{OptimizerArg, TrainArgs};
 
 pub fn run(a: &TrainArgs) -> Result<(), Error> {
-    if a.optimizer != OptimizerArg::Sgd {
-        let name = format!("{:?}", a.optimizer).to_lowercase();
-        return Err(Error(format!("--optimizer {name} is not available yet (available: sgd)")));
-    }
     let model = Model::load(&a.model)?;
     let schema = schema(&model)?;
+    let opt = optimizer_config(a);
     for p in a.save.iter().chain(&a.plot) {
         check_dir(p)?;
     }
-    let opts = LoadOptions { label_column: a.label.as_deref(), encoding: None, policy: LabelPolicy::Required };
+    let resume = match &a.init {
+        Some(p) => Some(Resume::load(p, &model, a, opt.optimizer)?),
+        None => None,
+    };
+    let meta = resume.as_ref().map(|r| &r.meta);
+    let features = a.features.clone().or_else(|| meta.and_then(|m| m.features.clone()));
+    let names = meta.and_then(|m| m.class_names.clone()).map(LabelEncoding::Names);
+    let opts = LoadOptions {
+        label_column: a.label.as_deref(),
+        features: features.as_deref(),
+        encoding: names.as_ref(),
+        policy: LabelPolicy::Required,
+    };
     let mut train = data::load(&a.data, &schema, &opts).map_err(|e| Error(e.to_string()))?;
     let encoding = encoding(&train);
-    let mut val = match &a.val {
-        Some(p) => {
+    let mut val = match (&a.val, a.val_split) {
+        (Some(p), _) => {
             let opts = LoadOptions { encoding: encoding.as_ref(), ..opts.clone() };
             Some(data::load(p, &schema, &opts).map_err(|e| Error(e.to_string()))?)
         }
-        None => None,
+        (None, Some(f)) => Some(train.split_validation(f, a.seed).map_err(|e| Error(e.to_string()))?),
+        (None, None) => None,
     };
-    let standardizer = a.standardize.then(|| Standardizer::fit(&train));
+    if a.patience.is_some() && val.is_none() {
+        super::usage_error("--patience stops on the validation loss: give --val or --val-split");
+    }
+    let standardizer = match meta.and_then(|m| m.standardizer.clone()) {
+        Some(s) => Some(s),
+        None => a.standardize.then(|| Standardizer::fit(&train)),
+    };
     if let Some(s) = &standardizer {
+        check_stats(s, &train, a.init.as_deref().unwrap_or(&a.data))?;
         s.apply(&mut train);
         if let Some(v) = &mut val {
             s.apply(v);
         }
     }
-    let mut params = match &a.init {
-        Some(p) => checkpoint::load(p, &model.func).map_err(|e| Error(e.to_string()))?.0,
-        None => Params::init(&model.func, a.seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
+    let (mut params, mut state, start) = match resume {
+        Some(r) => (r.params, r.state, r.start),
+        None => (
+            Params::init(&model.func, a.seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
+            OptState::new(&model.func, opt.optimizer),
+            Position::default(),
+        ),
     };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    install_interrupt_handler(&interrupt, a.quiet)?;
     let cfg = TrainConfig {
         epochs: a.epochs,
         batch: a.batch as usize,
-        lr: a.lr,
+        lr: a.lr.unwrap_or(default_lr(opt.optimizer)),
+        schedule: a.lr_schedule,
+        optimizer: opt,
         seed: a.seed,
         opt_level: a.opt.level(),
         threads: a.threads,
         check_finite: a.check_finite,
         progress: !a.quiet,
+        patience: a.patience,
+        start,
+        interrupt: Some(interrupt),
     };
     if !a.quiet {
-        let v = val.as_ref().map_or(String::new(), |v| format!(", {} validation", v.len()));
-        eprintln!(
-            "training {}: {} params, {} examples{v}, batch {}, lr {}, {} epochs",
-            model.func.name,
-            params.data.len(),
-            train.len(),
-            cfg.batch,
-            cfg.lr,
-            cfg.epochs
-        );
+        announce(&model, &params, &train, val.as_ref(), &cfg);
     }
-    let mut on_epoch = |e: &bpc::train::EpochReport| {
+    let meta_of = |at: Position| Meta {
+        model_hash: model.hash(),
+        standardizer: standardizer.clone(),
+        class_names: train.class_names().map(<[String]>::to_vec),
+        features: features.clone(),
+        epochs: at.epochs,
+        examples: at.examples,
+        seed: Some(a.seed),
+        optimizer: None,
+        optimizer_steps: 0,
+        optimizer_config: Some(opt.to_json()),
+    };
+    let mut on_epoch = |e: &bpc::train::EpochReport, snap: &Snapshot| -> Result<(), RunError> {
         if a.json {
-            println!("{}", e.to_json());
+            print_line(&e.to_json());
         }
         if !a.quiet {
             eprintln!("{}", e.summary(a.epochs));
         }
+        if let (Some(every), Some(p)) = (a.save_every, &a.save)
+            && e.epoch.is_multiple_of(every)
+            && e.epoch < a.epochs
+        {
+            checkpoint::save_with_state(p, snap.params, Some(snap.state), &meta_of(snap.at))
+                .map_err(|e| RunError::Save(e.to_string()))?;
+        }
+        Ok(())
     };
-    let report = bpc::train::train(&model.func, &mut params, &train, val.as_ref(), &cfg, &mut on_epoch)
+    let report = bpc::train::train(&model.func, &mut params, &mut state, &train, val.as_ref(), &cfg, &mut on_epoch)
         .map_err(|e| run_error(&model, e))?;
+    let at = match report.stop {
+        Stop::Finished => Position { epochs: a.epochs, examples: 0 },
+        Stop::EarlyStopped { best_epoch, .. } => Position { epochs: best_epoch, examples: 0 },
+        Stop::Interrupted { at } => at,
+    };
+    if let Stop::Interrupted { .. } = report.stop {
+        let path = a.save.clone().unwrap_or_else(|| interrupted_path(&a.model));
+        checkpoint::save_with_state(&path, &params, Some(&state), &meta_of(at)).map_err(|e| Error(e.to_string()))?;
+        eprintln!(
+            "interrupted after {} of epoch {}: saved {} (resume with --init {})",
+            plural(at.examples, "example"),
+            at.epochs + 1,
+            path.display(),
+            path.display()
+        );
+        if let Some(p) = &a.plot {
+            write_plot(p, &model, a, &report)?;
+        }
+        std::process::exit(130);
+    }
+    let eval_on = val.as_ref().unwrap_or(&train);
+    let finals = final_metrics(&model, &schema, &params, eval_on, a)?;
     if a.json {
-        println!("{}", report.done_json());
+        let mut extra = finals.json.clone();
+        extra.push(("metrics_on", json!(if val.is_some() { "validation" } else { "training" })));
+        print_line(&report.done_json(&extra));
     }
     if let Some(p) = &a.save {
-        let meta = Meta {
-            model_hash: model.hash(),
-            standardizer,
-            class_names: train.class_names().map(<[String]>::to_vec),
-            epochs: report.epochs.len(),
-        };
-        checkpoint::save(p, &params, &meta).map_err(|e| Error(e.to_string()))?;
+        checkpoint::save_with_state(p, &params, Some(&state), &meta_of(at)).map_err(|e| Error(e.to_string()))?;
     }
     if let Some(p) = &a.plot {
-        let svg = bpc::train::plot::loss_curves(&format!("{} ({})", model.func.name, a.data.display()), &report.epochs);
-        checkpoint::write_atomic(p, svg.as_bytes())
-            .map_err(|e| Error(format!("{}: cannot write: {e}", p.display())))?;
+        write_plot(p, &model, a, &report)?;
     }
     if !a.quiet {
-        let saved = a.save.as_ref().map_or(String::new(), |p| format!("; saved {}", p.display()));
-        eprintln!(
-            "done: {} epochs in {:.2}s, compile {:.1} ms{saved}",
-            report.epochs.len(),
-            report.seconds,
-            report.compile_time().as_secs_f64() * 1e3
-        );
+        finish(&report, &finals.text, val.is_some(), a);
     }
     Ok(())
+}
+
+/// What a checkpoint given to `--init` brings: params, optimizer state, where to start.
+struct Resume {
+    params: Params,
+    state: OptState,
+    start: Position,
+    meta: Meta,
+}
+
+impl Resume {
+    fn load(path: &Path, model: &Model, a: &TrainArgs, optimizer: Optimizer) -> Result<Resume, Error> {
+        let (params, meta, state) = checkpoint::load_with_state(path, &model.func, Some(optimizer))
+            .map_err(|e| Error(format!("{e} (is it a checkpoint of {}?)", model.source.path)))?;
+        let shown = path.display();
+        if !meta.model_hash.is_empty() && meta.model_hash != model.hash() {
+            eprintln!(
+                "warning: {shown} was saved from a different source of {}; its params fit, so training continues",
+                model.source.path
+            );
+        }
+        let state = match (state, &meta.optimizer) {
+            (Some(s), _) => s,
+            (None, saved) => {
+                if let Some(other) = saved.as_deref().filter(|o| *o != optimizer.name() && *o != "sgd") {
+                    eprintln!(
+                        "warning: {shown} holds {other}'s optimizer state; {} starts from zero state",
+                        optimizer.name()
+                    );
+                }
+                OptState::new(&model.func, optimizer)
+            }
+        };
+        let start = Position { epochs: meta.epochs, examples: meta.examples };
+        if start.epochs >= a.epochs {
+            return Err(Error(format!(
+                "{shown} has already done {} epochs: give --epochs more than {} to train on",
+                start.epochs, start.epochs
+            )));
+        }
+        Ok(Resume { params, state, start, meta })
+    }
+}
+
+/// The optimizer settings from the flags; a flag that does not apply to the chosen
+/// optimizer is a usage error rather than silently ignored.
+fn optimizer_config(a: &TrainArgs) -> OptimizerConfig {
+    let optimizer = match a.optimizer {
+        OptimizerArg::Sgd => Optimizer::Sgd,
+        OptimizerArg::Momentum => Optimizer::Momentum { nesterov: a.nesterov },
+        OptimizerArg::Adam => Optimizer::Adam,
+        OptimizerArg::Adamw => Optimizer::AdamW,
+    };
+    let name = format!("{:?}", a.optimizer).to_lowercase();
+    let misplaced = |flag: &str, for_: &str| -> ! {
+        super::usage_error(&format!("{flag} applies to {for_}, not to --optimizer {name}"))
+    };
+    let momentum = a.optimizer == OptimizerArg::Momentum;
+    let adam = matches!(a.optimizer, OptimizerArg::Adam | OptimizerArg::Adamw);
+    if a.momentum.is_some() && !momentum {
+        misplaced("--momentum", "--optimizer momentum");
+    }
+    if a.nesterov && !momentum {
+        misplaced("--nesterov", "--optimizer momentum");
+    }
+    for (flag, given) in [("--beta1", a.beta1), ("--beta2", a.beta2), ("--eps", a.eps)] {
+        if given.is_some() && !adam {
+            misplaced(flag, "--optimizer adam and adamw");
+        }
+    }
+    let d = OptimizerConfig::default();
+    OptimizerConfig {
+        optimizer,
+        momentum: a.momentum.unwrap_or(d.momentum),
+        beta1: a.beta1.unwrap_or(d.beta1),
+        beta2: a.beta2.unwrap_or(d.beta2),
+        eps: a.eps.unwrap_or(d.eps),
+        weight_decay: a.weight_decay,
+    }
+}
+
+/// PyTorch's usual starting points: 0.01 for SGD (SPEC §4), 0.001 for Adam.
+fn default_lr(o: Optimizer) -> f32 {
+    match o {
+        Optimizer::Sgd | Optimizer::Momentum { .. } => 0.01,
+        Optimizer::Adam | Optimizer::AdamW => 0.001,
+    }
+}
+
+/// Statistics from a checkpoint must cover the data's features.
+fn check_stats(s: &Standardizer, d: &Dataset, source: &Path) -> Result<(), Error> {
+    if s.len() == d.n_features {
+        return Ok(());
+    }
+    Err(Error(format!(
+        "{}: its standardization statistics cover {} features, {} has {}",
+        source.display(),
+        s.len(),
+        d.path,
+        d.n_features
+    )))
+}
+
+/// Ctrl-C once: stop after the current step and save; twice: exit at once (the checkpoint
+/// being written, if any, is atomic, so the last good one survives).
+fn install_interrupt_handler(flag: &Arc<AtomicBool>, quiet: bool) -> Result<(), Error> {
+    let flag = Arc::clone(flag);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting without saving");
+            std::process::exit(130);
+        }
+        if !quiet {
+            eprintln!("\ninterrupt: finishing this step, then saving (Ctrl-C again to quit at once)");
+        }
+    })
+    .map_err(|e| Error(format!("cannot install the Ctrl-C handler: {e}")))
+}
+
+/// `MODEL.interrupted.safetensors` in the current directory.
+fn interrupted_path(model: &Path) -> PathBuf {
+    let stem = model.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from(format!("{stem}.interrupted.safetensors"))
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+/// The first line on stderr: what is trained, on what, how.
+fn announce(model: &Model, params: &Params, train: &Dataset, val: Option<&Dataset>, cfg: &TrainConfig) {
+    let v = val.map_or(String::new(), |v| format!(", {} validation", v.len()));
+    let o = &cfg.optimizer;
+    let mut how = format!("{} lr {}", o.optimizer.name(), cfg.lr);
+    if cfg.schedule != bpc::train::LrSchedule::Constant {
+        how += &format!(" ({})", cfg.schedule);
+    }
+    if o.weight_decay != 0.0 {
+        how += &format!(", weight decay {}", o.weight_decay);
+    }
+    eprintln!(
+        "training {}: {} params, {} examples{v}, batch {}, {how}, {} epochs",
+        model.func.name,
+        params.data.len(),
+        train.len(),
+        cfg.batch,
+        cfg.epochs
+    );
+    if cfg.start != Position::default() {
+        eprintln!(
+            "resuming after epoch {} ({} of epoch {} done)",
+            cfg.start.epochs,
+            plural(cfg.start.examples, "example"),
+            cfg.start.epochs + 1
+        );
+    }
+}
+
+/// The end-of-training figures: text for stderr and fields for the `done` JSON object.
+struct Finals {
+    text: String,
+    json: Vec<(&'static str, Value)>,
+}
+
+/// The confusion matrix (class labels) or R² and RMSE (real labels) of `params` on `data`;
+/// nothing for a model without `output` or `logits`.
+fn final_metrics(
+    model: &Model,
+    schema: &Schema,
+    params: &Params,
+    data: &Dataset,
+    a: &TrainArgs,
+) -> Result<Finals, Error> {
+    let none = Finals { text: String::new(), json: Vec::new() };
+    let Ok(ev) = Evaluator::for_prediction(&model.func, schema, params, a.opt.level()) else { return Ok(none) };
+    let mut ev = ev.with_threads(a.threads);
+    let pred = ev.predict(data, params, schema.classes()).map_err(|e| run_error(model, e))?;
+    match (&data.labels, &pred.classes, schema.classes()) {
+        (Labels::Class { values, .. }, Some(classes), Some(k)) => {
+            let c = Confusion::new(k, values, classes);
+            let names: Vec<String> =
+                data.class_names().map_or_else(|| (0..k).map(|i| i.to_string()).collect(), <[_]>::to_vec);
+            let text = format!(
+                "confusion matrix ({} examples, accuracy {:.4}):\n{}",
+                data.len(),
+                c.accuracy(),
+                c.table(&names)
+            );
+            Ok(Finals { text, json: vec![("confusion", c.to_json())] })
+        }
+        (Labels::Real(values), _, _) if pred.width == data.label_width => {
+            let r = Regression::new(&pred.values, values, data.label_width);
+            let text = format!("R² {:.4}  RMSE {:.4} ({} examples)\n", r.r2, r.rmse, data.len());
+            Ok(Finals { text, json: vec![("r2", json!(r.r2)), ("rmse", json!(r.rmse))] })
+        }
+        _ => Ok(none),
+    }
+}
+
+fn write_plot(p: &Path, model: &Model, a: &TrainArgs, report: &TrainReport) -> Result<(), Error> {
+    let title = format!("{} ({})", model.func.name, a.data.display());
+    let svg = bpc::train::plot::training_curves(&title, &report.epochs)
+        .map_err(|e| Error(format!("{}: {e}", p.display())))?;
+    checkpoint::write_atomic(p, svg.as_bytes()).map_err(|e| Error(format!("{}: cannot write: {e}", p.display())))
+}
+
+/// The closing lines on stderr.
+fn finish(report: &TrainReport, finals: &str, validation: bool, a: &TrainArgs) {
+    if let Stop::EarlyStopped { best_epoch, best_val_loss } = report.stop {
+        let p = a.patience.unwrap_or_default();
+        eprintln!(
+            "early stopping: the validation loss has not improved for {} since epoch {best_epoch} \
+             ({best_val_loss:.4}); keeping that epoch's params",
+            plural(p, "epoch")
+        );
+    }
+    if !finals.is_empty() {
+        let on = if validation { "validation" } else { "training" };
+        eprint!("on the {on} data: {finals}");
+    }
+    let saved = a.save.as_ref().map_or(String::new(), |p| format!("; saved {}", p.display()));
+    eprintln!(
+        "done: {} in {:.2}s, compile {:.1} ms{saved}",
+        plural(report.epochs.len(), "epoch"),
+        report.seconds,
+        report.compile_time().as_secs_f64() * 1e3
+    );
+}
+
+/// Writes `text` and a newline to stdout. A closed pipe (`bpc train --json | head -1`) is
+/// not an error: training goes on and its checkpoint is still saved.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 /// The model's data layout; a model that a CSV cannot feed is an error naming the model.
@@ -137,5 +430,6 @@ pub fn run_error(model: &Model, e: RunError) -> Error {
         RunError::Program(d) | RunError::NonFinite(d) => model.render(&d),
         RunError::Compile(m) => Error(format!("{}: code generation failed: {m}", model.source.path)),
         RunError::Call(m) | RunError::Diverged(m) => Error(format!("{}: {m}", model.source.path)),
+        RunError::Save(m) => Error(m),
     }
 }

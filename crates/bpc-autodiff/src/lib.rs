@@ -20,13 +20,15 @@
 //!   so a regularizer's gradient comes out exactly once.
 //!
 //! [`value_and_grad`] and [`train_step`] package the adjoint as the functions the driver
-//! compiles: the loss and named gradients, or the loss and in-place SGD updates.
+//! compiles: the loss and named gradients, or the loss and in-place optimizer updates.
 
+pub mod optim;
 mod sweep;
 mod vjp;
 
-use bpc_ir::{ArgId, ArgKind, BinaryOp, Diagnostic, Function, Inst, Output, Span, Type, Value};
+use bpc_ir::{ArgId, Diagnostic, Function, Inst, Output, Value};
 
+pub use optim::{Optimizer, UpdateRule};
 pub use sweep::append_adjoint;
 
 /// Forward plus adjoint of the `loss` result.
@@ -51,25 +53,21 @@ pub fn value_and_grad(func: &Function, wrt: &[&str]) -> Result<Function, Diagnos
     Ok(out)
 }
 
-/// The update rule compiled into a train step.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Optimizer {
-    /// Plain SGD, `W ← W − lr·dW`, `lr` a runtime argument (so a schedule never recompiles).
-    Sgd,
-}
-
 /// Forward, adjoint of `loss` with respect to every param, and the update.
 ///
-/// Appends a `Hyper` argument `lr: f32[]` (the learning rate). Results: `loss`, then
-/// `func`'s other results (`output`, `logits`, for the driver's train accuracy), then one
-/// result per param in declaration order, named after it with `update: Some(param)`: the
-/// param's new value, `W − broadcast(lr)·dW` for [`Optimizer::Sgd`].
+/// Appends the `Hyper` arguments of `rule` ([`UpdateRule::hypers`]: `lr: f32[]`, the learning
+/// rate, then the optimizer's settings) and its `State` arguments (per state prefix, one per
+/// param in declaration order, named `PREFIX.P` with P's type). Results: `loss`, then `func`'s
+/// other results (`output`, `logits`, for the driver's train accuracy), then one result per
+/// param in declaration order, named after it with `update: Some(param)`: the param's new value
+/// (see [`optim`] for the rules), then one per state argument with `update: Some(state)`.
 ///
 /// # Errors
 /// A [`Diagnostic`] if `func` has no scalar `loss`, or already has an argument named `lr`.
-pub fn train_step(func: &Function, optimizer: Optimizer) -> Result<Function, Diagnostic> {
+pub fn train_step(func: &Function, rule: impl Into<UpdateRule>) -> Result<Function, Diagnostic> {
+    let rule = rule.into();
     let loss = loss_of(func)?;
-    if let Some(id) = func.arg_named("lr") {
+    if let Some(id) = func.arg_named(optim::hyper::LR) {
         return Err(Diagnostic::error("`lr` is the learning rate of the train step and cannot name a declaration")
             .at(func.arg(id).span, "declared here")
             .note("rename this declaration"));
@@ -80,24 +78,8 @@ pub fn train_step(func: &Function, optimizer: Optimizer) -> Result<Function, Dia
     let (mut out, grads) = append_adjoint(&base, loss, &weights)?;
     let others = take_other_results(&mut out);
     out.results.extend(others);
-    let lr_arg = out.add_arg("lr", ArgKind::Hyper, Type::scalar(), Span::NONE);
-    let lr = out.ins(Inst::Arg(lr_arg), Span::NONE);
-    for ((&p, &w), &g) in params.iter().zip(&weights).zip(&grads) {
-        let span = out.arg(p).span;
-        let new = match optimizer {
-            Optimizer::Sgd => sgd(&mut out, w, g, lr, span),
-        };
-        out.results.push(Output { name: out.arg(p).name.clone(), value: new, update: Some(p) });
-    }
+    optim::append_updates(&mut out, rule, &params, &weights, &grads);
     Ok(out)
-}
-
-/// `w − broadcast(lr)·g`.
-fn sgd(f: &mut Function, w: Value, g: Value, lr: Value, span: Span) -> Value {
-    let shape = f.shape(w).clone();
-    let rate = if shape == *f.shape(lr) { lr } else { f.ins(Inst::Broadcast { arg: lr, to: shape }, span) };
-    let step = f.ins(Inst::Binary { op: BinaryOp::Mul, lhs: rate, rhs: g }, span);
-    f.ins(Inst::Binary { op: BinaryOp::Sub, lhs: w, rhs: step }, span)
 }
 
 /// The value of the `loss` result.

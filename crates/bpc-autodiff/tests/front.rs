@@ -99,9 +99,11 @@ fn whole_models_against_finite_differences() {
             .iter()
             .map(|a| match a.kind {
                 ArgKind::Label { classes: Some(k) } => Domain::Classes(k),
-                ArgKind::Input | ArgKind::Label { classes: None } | ArgKind::Param { .. } | ArgKind::Hyper => {
-                    Domain::Any
-                }
+                ArgKind::Input
+                | ArgKind::Label { classes: None }
+                | ArgKind::Param { .. }
+                | ArgKind::Hyper
+                | ArgKind::State => Domain::Any,
             })
             .collect();
         let loss = f.result("loss").unwrap().value;

@@ -1,11 +1,14 @@
-//! Checkpoints: params as safetensors (SPEC §4).
+//! Checkpoints: params and optimizer state as safetensors (SPEC §4).
 //!
-//! One F32 tensor per param, named as in the model, with its shape. The string metadata
-//! holds the model source hash, the standardization statistics (JSON arrays), the class
-//! names (a JSON array) and the number of epochs done. Files are written atomically (a
-//! temporary file in the same directory, then a rename), so a failed save never leaves a
-//! half-written checkpoint over a good one. Loading checks every param of the model is
-//! present with the right dtype and shape and that the file holds nothing else.
+//! One F32 tensor per param, named as in the model, with its shape; the optimizer's state
+//! tensors follow as `optimizer.NAME` (`optimizer.exp_avg.W1`, PyTorch's state keys). The
+//! string metadata (`bpc.*` keys) holds the model source hash, the standardization statistics
+//! (JSON arrays), the class names and feature columns (JSON arrays), the position in training
+//! (whole epochs done, examples done of the next epoch, the seed), and the optimizer's name,
+//! step count and settings (JSON). Files are written atomically (a temporary file in the same
+//! directory, synced, then a rename), so a crash never leaves a half-written checkpoint over
+//! a good one. Loading checks that every param of the model is present with the right dtype
+//! and shape (naming every param that differs) and that the file holds nothing else.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,7 +19,10 @@ use std::path::{Path, PathBuf};
 use bpc_ir::Function;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+use bpc_autodiff::Optimizer;
+
 use crate::init::fnv1a;
+use crate::optimizer::OptState;
 use crate::params::Params;
 use crate::standardize::Standardizer;
 
@@ -28,7 +34,20 @@ pub struct Meta {
     pub standardizer: Option<Standardizer>,
     /// Class names when the training labels were names (index = class).
     pub class_names: Option<Vec<String>>,
+    /// The `--features` columns the model was trained on, if chosen.
+    pub features: Option<Vec<String>>,
+    /// Whole epochs done.
     pub epochs: usize,
+    /// Examples done of epoch `epochs + 1` (an interrupted epoch), in its shuffled order.
+    pub examples: usize,
+    /// The shuffling seed of the run.
+    pub seed: Option<u64>,
+    /// The optimizer's name (`sgd`, `momentum`, `nesterov`, `adam`, `adamw`).
+    pub optimizer: Option<String>,
+    /// Optimizer steps taken (Adam's `t`).
+    pub optimizer_steps: u64,
+    /// The optimizer's settings as JSON text, for the record.
+    pub optimizer_config: Option<String>,
 }
 
 /// A checkpoint error: the file and what was wrong.
@@ -53,33 +72,78 @@ pub fn model_hash(source: &str) -> String {
 
 const HASH: &str = "bpc.model_hash";
 const EPOCHS: &str = "bpc.epochs";
+const EXAMPLES: &str = "bpc.epoch_examples";
+const SEED: &str = "bpc.seed";
 const MEAN: &str = "bpc.standardize.mean";
 const STD: &str = "bpc.standardize.std";
 const CLASSES: &str = "bpc.class_names";
+const FEATURES: &str = "bpc.features";
+const OPTIMIZER: &str = "bpc.optimizer";
+const OPTIMIZER_STEPS: &str = "bpc.optimizer.steps";
+const OPTIMIZER_CONFIG: &str = "bpc.optimizer.config";
+/// Prefix of the optimizer state tensors' names.
+pub const STATE_PREFIX: &str = "optimizer.";
 
 /// Writes `params` and `meta` to `path` atomically.
 pub fn save(path: &Path, params: &Params, meta: &Meta) -> Result<(), CheckpointError> {
+    save_with_state(path, params, None, meta)
+}
+
+/// Writes `params`, the optimizer `state` (its tensors, name and step count) and `meta` to
+/// `path` atomically.
+pub fn save_with_state(
+    path: &Path,
+    params: &Params,
+    state: Option<&OptState>,
+    meta: &Meta,
+) -> Result<(), CheckpointError> {
     let err = |message: String| CheckpointError { path: path.display().to_string(), message };
-    let bytes: Vec<Vec<u8>> = params
-        .info
-        .iter()
-        .map(|i| params.data[i.offset..i.offset + i.len].iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let mut views = Vec::with_capacity(bytes.len());
-    for (info, b) in params.info.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, info.shape.clone(), b)
-            .map_err(|e| err(format!("cannot store param {}: {e}", info.name)))?;
-        views.push((info.name.clone(), view));
+    let mut entries: Vec<(String, &[usize], Vec<u8>)> = Vec::new();
+    for i in &params.info {
+        entries.push((i.name.clone(), &i.shape, le_bytes(params.slice(i))));
     }
+    let mut meta = meta.clone();
+    if let Some(st) = state {
+        for i in &st.slab.info {
+            entries.push((format!("{STATE_PREFIX}{}", i.name), &i.shape, le_bytes(st.slab.slice(i))));
+        }
+        meta.optimizer = Some(st.optimizer.name().to_string());
+        meta.optimizer_steps = st.steps;
+    }
+    let mut views = Vec::with_capacity(entries.len());
+    for (name, shape, b) in &entries {
+        let view = TensorView::new(Dtype::F32, shape.to_vec(), b)
+            .map_err(|e| err(format!("cannot store tensor {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let meta = &meta;
     let blob =
         safetensors::serialize(views, Some(metadata(meta))).map_err(|e| err(format!("cannot serialize: {e}")))?;
     write_atomic(path, &blob).map_err(|e| err(format!("cannot write: {e}")))
+}
+
+fn le_bytes(xs: &[f32]) -> Vec<u8> {
+    xs.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 fn metadata(meta: &Meta) -> HashMap<String, String> {
     let mut m = HashMap::new();
     m.insert(HASH.to_string(), meta.model_hash.clone());
     m.insert(EPOCHS.to_string(), meta.epochs.to_string());
+    m.insert(EXAMPLES.to_string(), meta.examples.to_string());
+    if let Some(s) = meta.seed {
+        m.insert(SEED.to_string(), s.to_string());
+    }
+    if let Some(f) = &meta.features {
+        m.insert(FEATURES.to_string(), serde_json::to_string(f).expect("strings serialize"));
+    }
+    if let Some(o) = &meta.optimizer {
+        m.insert(OPTIMIZER.to_string(), o.clone());
+        m.insert(OPTIMIZER_STEPS.to_string(), meta.optimizer_steps.to_string());
+    }
+    if let Some(c) = &meta.optimizer_config {
+        m.insert(OPTIMIZER_CONFIG.to_string(), c.clone());
+    }
     if let Some(s) = &meta.standardizer {
         m.insert(MEAN.to_string(), serde_json::to_string(&s.mean).expect("floats serialize"));
         m.insert(STD.to_string(), serde_json::to_string(&s.std).expect("floats serialize"));
@@ -106,49 +170,90 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Reads the params of `func` and the metadata from `path`.
+/// Reads the params of `func` and the metadata from `path` (optimizer state is skipped).
 pub fn load(path: &Path, func: &Function) -> Result<(Params, Meta), CheckpointError> {
+    let (params, meta, _) = load_with_state(path, func, None)?;
+    Ok((params, meta))
+}
+
+/// Reads the params of `func`, the metadata and, if the checkpoint was saved by `optimizer`,
+/// its state (`None` when it was saved by another optimizer or without state).
+pub fn load_with_state(
+    path: &Path,
+    func: &Function,
+    optimizer: Option<Optimizer>,
+) -> Result<(Params, Meta, Option<OptState>), CheckpointError> {
     let err = |message: String| CheckpointError { path: path.display().to_string(), message };
     let buf = fs::read(path).map_err(|e| err(format!("cannot open: {e}")))?;
     let st = SafeTensors::deserialize(&buf).map_err(|e| err(format!("not a safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| err(format!("not a safetensors file: {e}")))?;
     let mut params = Params::zeros(func);
-    let mut have = st.names();
+    let mut have: Vec<&str> = st.names();
     have.sort();
-    for info in &params.info {
-        let t = st
-            .tensor(&info.name)
-            .map_err(|_| err(format!("param {} is missing (the checkpoint has: {})", info.name, have.join(", "))))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(err(format!("param {} is stored as {:?}, expected F32", info.name, t.dtype())));
-        }
-        if t.shape() != info.shape.as_slice() {
-            return Err(err(format!(
-                "param {} has shape {:?} in the checkpoint but {:?} in the model",
-                info.name,
-                t.shape(),
-                info.shape
-            )));
-        }
-        let out = &mut params.data[info.offset..info.offset + info.len];
-        for (x, b) in out.iter_mut().zip(t.data().chunks_exact(4)) {
-            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-    }
-    if let Some(extra) = have.iter().find(|n| params.info(n).is_none()) {
-        return Err(err(format!("the checkpoint has a tensor `{extra}` that the model does not declare as a param")));
+    let (state_names, param_names): (Vec<&str>, Vec<&str>) = have.iter().partition(|n| n.starts_with(STATE_PREFIX));
+    let problems = read_tensors(&st, &mut params, "", &param_names);
+    if !problems.is_empty() {
+        return Err(err(format!("does not fit the model: {}", problems.join("; "))));
     }
     let empty = HashMap::new();
     let m = header.metadata().as_ref().unwrap_or(&empty);
     let meta = parse_meta(m).map_err(err)?;
-    Ok((params, meta))
+    let state = match optimizer {
+        Some(o) if meta.optimizer.as_deref() == Some(o.name()) => {
+            let mut s = OptState::new(func, o);
+            s.steps = meta.optimizer_steps;
+            let problems = read_tensors(&st, &mut s.slab, STATE_PREFIX, &state_names);
+            if !problems.is_empty() {
+                return Err(err(format!("its {} state does not fit the model: {}", o.name(), problems.join("; "))));
+            }
+            Some(s)
+        }
+        Some(_) | None => None,
+    };
+    Ok((params, meta, state))
+}
+
+/// Fills `slab` from the tensors named `prefix` + entry name; returns every problem (a
+/// missing tensor, a wrong dtype or shape, a tensor of `have` the slab does not declare).
+fn read_tensors(st: &SafeTensors, slab: &mut Params, prefix: &str, have: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let what = if prefix.is_empty() { "param" } else { "optimizer state" };
+    for info in &slab.info {
+        let name = format!("{prefix}{}", info.name);
+        let Ok(t) = st.tensor(&name) else {
+            problems.push(format!("{what} {} is missing (the checkpoint has: {})", info.name, have.join(", ")));
+            continue;
+        };
+        if t.dtype() != Dtype::F32 {
+            problems.push(format!("{what} {} is stored as {:?}, expected F32", info.name, t.dtype()));
+        } else if t.shape() != info.shape.as_slice() {
+            problems.push(format!(
+                "{what} {} has shape {:?} in the checkpoint but {:?} in the model",
+                info.name,
+                t.shape(),
+                info.shape
+            ));
+        } else {
+            let out = &mut slab.data[info.offset..info.offset + info.len];
+            for (x, b) in out.iter_mut().zip(t.data().chunks_exact(4)) {
+                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+    for extra in have.iter().filter(|n| slab.info(&n[prefix.len()..]).is_none()) {
+        problems.push(format!("the checkpoint has a tensor `{extra}` that the model does not declare as a {what}"));
+    }
+    problems
 }
 
 fn parse_meta(m: &HashMap<String, String>) -> Result<Meta, String> {
-    let epochs = match m.get(EPOCHS) {
-        Some(s) => s.parse().map_err(|_| format!("bad metadata {EPOCHS}: `{s}` is not a count"))?,
-        None => 0,
+    let count = |key: &str| -> Result<u64, String> {
+        match m.get(key) {
+            Some(s) => s.parse().map_err(|_| format!("bad metadata {key}: `{s}` is not a count")),
+            None => Ok(0),
+        }
     };
+    let epochs = count(EPOCHS)? as usize;
     let floats = |key: &str| -> Result<Option<Vec<f32>>, String> {
         json_array(m, key)?
             .map(|xs| xs.iter().map(|x| x.as_f64().map(|v| v as f32).ok_or(format!("bad metadata {key}"))).collect())
@@ -159,10 +264,23 @@ fn parse_meta(m: &HashMap<String, String>) -> Result<Meta, String> {
         (None, None) => None,
         _ => return Err(format!("bad metadata: {MEAN} and {STD} must both be present with equal lengths")),
     };
-    let class_names = json_array(m, CLASSES)?
-        .map(|xs| xs.iter().map(|x| x.as_str().map(str::to_string).ok_or(format!("bad metadata {CLASSES}"))).collect())
-        .transpose()?;
-    Ok(Meta { model_hash: m.get(HASH).cloned().unwrap_or_default(), standardizer, class_names, epochs })
+    let strings = |key: &str| -> Result<Option<Vec<String>>, String> {
+        json_array(m, key)?
+            .map(|xs| xs.iter().map(|x| x.as_str().map(str::to_string).ok_or(format!("bad metadata {key}"))).collect())
+            .transpose()
+    };
+    Ok(Meta {
+        model_hash: m.get(HASH).cloned().unwrap_or_default(),
+        standardizer,
+        class_names: strings(CLASSES)?,
+        features: strings(FEATURES)?,
+        epochs,
+        examples: count(EXAMPLES)? as usize,
+        seed: m.get(SEED).map(|_| count(SEED)).transpose()?,
+        optimizer: m.get(OPTIMIZER).cloned(),
+        optimizer_steps: count(OPTIMIZER_STEPS)?,
+        optimizer_config: m.get(OPTIMIZER_CONFIG).cloned(),
+    })
 }
 
 /// The metadata entry `key` parsed as a JSON array.
@@ -193,7 +311,13 @@ mod tests {
             model_hash: model_hash("param W[2, 3]\n"),
             standardizer: Some(Standardizer { mean: vec![1.5, -2.0], std: vec![0.25, 0.0] }),
             class_names: Some(vec!["setosa".into(), "versicolor".into()]),
+            features: Some(vec!["b".into(), "a".into()]),
             epochs: 12,
+            examples: 40,
+            seed: Some(3),
+            optimizer: None,
+            optimizer_steps: 0,
+            optimizer_config: Some(r#"{"optimizer":"sgd","weight_decay":0.0}"#.into()),
         }
     }
 
@@ -218,15 +342,22 @@ mod tests {
         let path = dir.path().join("p.safetensors");
         save(&path, &Params::zeros(&model([2, 3])), &Meta::default()).unwrap();
         let e = load(&path, &model([3, 2])).unwrap_err();
-        assert_eq!(e.message, "param W has shape [2, 3] in the checkpoint but [3, 2] in the model");
+        assert_eq!(
+            e.message,
+            "does not fit the model: param W has shape [2, 3] in the checkpoint but [3, 2] in the model; \
+             param b has shape [2] in the checkpoint but [3] in the model"
+        );
         let mut more = model([2, 3]);
         more.add_arg("c", ArgKind::Param { init: Init::Const(0.0) }, Type::f32(Shape::shared([1])), Span::NONE);
-        assert_eq!(load(&path, &more).unwrap_err().message, "param c is missing (the checkpoint has: W, b)");
+        assert_eq!(
+            load(&path, &more).unwrap_err().message,
+            "does not fit the model: param c is missing (the checkpoint has: W, b)"
+        );
         let mut fewer = Function::new("m");
         fewer.add_arg("W", ArgKind::Param { init: Init::Const(0.0) }, Type::f32(Shape::shared([2, 3])), Span::NONE);
         assert_eq!(
             load(&path, &fewer).unwrap_err().message,
-            "the checkpoint has a tensor `b` that the model does not declare as a param"
+            "does not fit the model: the checkpoint has a tensor `b` that the model does not declare as a param"
         );
     }
 

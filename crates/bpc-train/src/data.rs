@@ -1,17 +1,21 @@
 //! Loading CSV (and `.csv.gz`) data sets into a [`Dataset`].
 //!
 //! A file has a header row; the label is the column named by `--label`, else the column
-//! named `label`, else the last one; the other columns, in file order, are the features
-//! that fill the model's inputs (see [`Schema`]). Parsing is the `csv` crate's (quoted
-//! fields, CRLF, a UTF-8 BOM, blank lines); fields are trimmed. Every error names
-//! `file:line:column` (column = character position in the line, 1-based) and what was
-//! expected; loading stops at the first one, before anything is trained.
+//! named `label`, else the last one; the features are the columns named by `--features`, else
+//! the other columns in file order; they fill the model's inputs (see [`Schema`] and
+//! [`crate::columns`]). Parsing is the `csv` crate's (quoted fields, CRLF, a UTF-8 BOM, blank
+//! lines); fields are trimmed. Every error names `file:line:column` (column = character
+//! position in the line, 1-based) and what was expected; loading stops at the first one,
+//! before anything is trained.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use rand::seq::SliceRandom;
+
+use crate::columns::{Role, select};
 use crate::labels::LabelReader;
 use crate::schema::Schema;
 
@@ -56,7 +60,7 @@ pub enum Labels {
     None,
     /// Class indices and how the file wrote them.
     Class { values: Vec<i32>, encoding: LabelEncoding },
-    /// Real targets.
+    /// Real targets: `label_width` per example, row-major.
     Real(Vec<f32>),
 }
 
@@ -64,9 +68,12 @@ pub enum Labels {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pub path: String,
-    /// Header names of the feature columns, in file order.
+    /// Header names of the feature columns, in feature order.
     pub feature_names: Vec<String>,
-    pub label_name: Option<String>,
+    /// Header names of the label columns (empty without labels).
+    pub label_names: Vec<String>,
+    /// Label elements per example: 1, or `k` for a real label `t[k]`.
+    pub label_width: usize,
     pub n_features: usize,
     /// Number of examples.
     pub rows: usize,
@@ -97,6 +104,58 @@ impl Dataset {
             Labels::Class { encoding: LabelEncoding::Integers, .. } | Labels::None | Labels::Real(_) => None,
         }
     }
+
+    /// The examples `idx`, in that order, as a new data set (for a validation split).
+    pub fn subset(&self, idx: &[usize]) -> Dataset {
+        let f = self.n_features;
+        let features = idx.iter().flat_map(|&i| self.row(i).iter().copied()).collect::<Vec<f32>>();
+        debug_assert_eq!(features.len(), idx.len() * f);
+        let labels = match &self.labels {
+            Labels::None => Labels::None,
+            Labels::Class { values, encoding } => {
+                Labels::Class { values: idx.iter().map(|&i| values[i]).collect(), encoding: encoding.clone() }
+            }
+            Labels::Real(values) => {
+                let w = self.label_width;
+                Labels::Real(idx.iter().flat_map(|&i| values[i * w..(i + 1) * w].iter().copied()).collect())
+            }
+        };
+        Dataset { rows: idx.len(), features, labels, ..self.clone_header() }
+    }
+
+    /// Moves a random fraction `fraction` (rounded, at least one example, leaving at least
+    /// one) of the examples, chosen by `seed`, into a new data set for validation; both keep
+    /// the file's order.
+    pub fn split_validation(&mut self, fraction: f64, seed: u64) -> Result<Dataset, DataError> {
+        let n = self.len();
+        if n < 2 {
+            return Err(DataError::file(&self.path, format!("--val-split needs at least 2 examples, found {n}")));
+        }
+        let k = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut crate::init::stream(seed, "validation split"));
+        let (mut val, mut train) = (order[..k].to_vec(), order[k..].to_vec());
+        val.sort_unstable();
+        train.sort_unstable();
+        let mut v = self.subset(&val);
+        v.path = format!("{} (--val-split {fraction})", self.path);
+        *self = self.subset(&train);
+        Ok(v)
+    }
+
+    /// Everything but the examples.
+    fn clone_header(&self) -> Dataset {
+        Dataset {
+            path: self.path.clone(),
+            feature_names: self.feature_names.clone(),
+            label_names: self.label_names.clone(),
+            label_width: self.label_width,
+            n_features: self.n_features,
+            rows: 0,
+            features: Vec::new(),
+            labels: Labels::None,
+        }
+    }
 }
 
 /// Whether the file must have a label column.
@@ -108,11 +167,13 @@ pub enum LabelPolicy {
     Optional,
 }
 
-/// How to read the label column.
+/// How to read the label and feature columns.
 #[derive(Clone, Debug)]
 pub struct LoadOptions<'a> {
-    /// `--label NAME`.
+    /// `--label NAME` (`A,B,C` for a real label of three elements).
     pub label_column: Option<&'a str>,
+    /// `--features A,B,C`: these columns, in this order, fill the inputs; others are ignored.
+    pub features: Option<&'a [String]>,
     /// The training set's encoding, which a validation or test file must follow.
     pub encoding: Option<&'a LabelEncoding>,
     pub policy: LabelPolicy,
@@ -120,7 +181,7 @@ pub struct LoadOptions<'a> {
 
 impl Default for LoadOptions<'_> {
     fn default() -> Self {
-        LoadOptions { label_column: None, encoding: None, policy: LabelPolicy::Required }
+        LoadOptions { label_column: None, features: None, encoding: None, policy: LabelPolicy::Required }
     }
 }
 
@@ -152,13 +213,14 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
     if header.iter().all(|h| parse_number(h.as_bytes()).is_ok()) {
         return Err(loc.at(0, "expected a header row naming the columns, found numbers"));
     }
-    let label_idx = label_column(&header, schema, opts, &loc)?;
-    check_width(&header, label_idx, schema, &loc)?;
+    let cols = select(&header, schema, opts).map_err(|(field, message)| loc.at(field, message))?;
+    let label_names: Vec<String> = cols.labels.iter().map(|&i| header[i].clone()).collect();
 
     let ncols = header.len();
     let mut features = Vec::new();
+    let mut row = vec![0f32; cols.features.len()];
     let mut rows = 0;
-    let mut labels = LabelReader::new(schema, opts, label_idx.map(|i| header[i].clone()));
+    let mut labels = LabelReader::new(schema, opts, &label_names);
     while csv.read_byte_record(&mut rec).map_err(err)? {
         if rec.len() == 1 && rec[0].trim_ascii().is_empty() {
             continue; // a blank or all-space line
@@ -171,76 +233,34 @@ pub fn load(path: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset,
         }
         for (i, field) in rec.iter().enumerate() {
             let field = field.trim_ascii();
-            let res = if Some(i) == label_idx {
-                labels.push(field)
-            } else {
-                parse_number(field)
-                    .map(|x| features.push(x))
-                    .map_err(|found| format!("expected a number in column `{}`, found {found}", header[i]))
+            let res = match cols.roles[i] {
+                Role::Label(k) => labels.push(k, field),
+                Role::Feature(j) => parse_number(field)
+                    .map(|x| row[j] = x)
+                    .map_err(|found| format!("expected a number in column `{}`, found {found}", header[i])),
+                Role::Ignored => Ok(()),
             };
             if let Err(msg) = res {
                 return Err(loc.at_field(byte, Some(i), msg));
             }
         }
+        features.extend_from_slice(&row);
+        labels.end_row();
         rows += 1;
     }
     if rows == 0 {
         return Err(DataError::file(&shown, "no data rows after the header"));
     }
-    let labels = labels.finish();
-    let feature_names: Vec<String> =
-        header.iter().enumerate().filter(|&(i, _)| Some(i) != label_idx).map(|(_, h)| h.clone()).collect();
     Ok(Dataset {
         path: shown,
-        n_features: feature_names.len(),
+        n_features: cols.features.len(),
         rows,
-        feature_names,
-        label_name: label_idx.map(|i| header[i].clone()),
+        feature_names: cols.features.iter().map(|&i| header[i].clone()).collect(),
+        label_width: schema.label.as_ref().map_or(1, |l| l.kind.width()),
+        label_names,
         features,
-        labels,
+        labels: labels.finish(),
     })
-}
-
-/// Which column holds the label, if any.
-fn label_column(
-    header: &[String],
-    schema: &Schema,
-    opts: &LoadOptions,
-    loc: &Locator,
-) -> Result<Option<usize>, DataError> {
-    if let Some(name) = opts.label_column {
-        return match header.iter().position(|h| h == name) {
-            Some(i) => Ok(Some(i)),
-            None => Err(loc.at(0, format!("no column named `{name}` for --label (columns: {})", list(header)))),
-        };
-    }
-    if schema.label.is_none() {
-        return Ok(None);
-    }
-    if opts.policy == LabelPolicy::Optional && header.len() == schema.features() {
-        return Ok(None);
-    }
-    Ok(Some(header.iter().position(|h| h == "label").unwrap_or(header.len() - 1)))
-}
-
-/// The feature columns must fill the model's inputs exactly.
-fn check_width(header: &[String], label: Option<usize>, schema: &Schema, loc: &Locator) -> Result<(), DataError> {
-    let have = header.len() - label.is_some() as usize;
-    let want = schema.features();
-    if have == want {
-        return Ok(());
-    }
-    let besides = match label {
-        Some(i) => format!("besides the label column `{}`", header[i]),
-        None => "and no label column".to_string(),
-    };
-    Err(loc.at(
-        0,
-        format!(
-            "the model's inputs ({}) take {want} columns per example, but the file has {have} columns {besides}",
-            schema.describe_inputs()
-        ),
-    ))
 }
 
 /// At most eight names, then the count of the rest.
@@ -259,15 +279,21 @@ pub(crate) fn parse_number(field: &[u8]) -> Result<f32, String> {
         return Ok(field.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')) as f32);
     }
     if field.is_empty() {
-        return Err("an empty field".into());
+        return Err("an empty field (a missing value?)".into());
     }
     let text = String::from_utf8_lossy(field);
     match text.parse::<f32>() {
         Ok(x) if x.is_finite() => Ok(x),
         Ok(_) => Err(format!("`{text}` (values must be finite)")),
+        Err(_) if MISSING.contains(&text.as_ref()) => {
+            Err(format!("`{text}`, a missing value (fill in or drop incomplete rows first)"))
+        }
         Err(_) => Err(format!("`{text}`")),
     }
 }
+
+/// How published CSVs commonly write a missing value.
+const MISSING: &[&str] = &["NA", "N/A", "n/a", "na", "NULL", "null", "None", "?", "-", "missing"];
 
 fn csv_error(path: &str, e: csv::Error) -> DataError {
     let at = e.position().map(|p| (p.line(), 1));
@@ -378,7 +404,7 @@ mod tests {
         assert_eq!(d.features, vec![1.0, 2.5, 3.0, -0.4]);
         assert_eq!(d.labels, Labels::Class { values: vec![0, 2], encoding: LabelEncoding::Integers });
         assert_eq!(d.feature_names, vec!["a", "b"]);
-        assert_eq!(d.label_name.as_deref(), Some("label"));
+        assert_eq!(d.label_names, vec!["label"]);
         assert_eq!((d.len(), d.row(1)), (2, &[3.0, -0.4][..]));
     }
 
@@ -428,7 +454,7 @@ mod tests {
         std::io::Write::write_all(&mut gz, b"target,a,b\n1.5,1,2\n-2,3,4\n").unwrap();
         let path = dir.write("d.csv.gz", &gz.finish().unwrap());
         let opts = LoadOptions { label_column: Some("target"), ..LoadOptions::default() };
-        let d = load(&path, &schema(2, Some(LabelKind::Real)), &opts).unwrap();
+        let d = load(&path, &schema(2, Some(LabelKind::Real(1))), &opts).unwrap();
         assert_eq!(d.labels, Labels::Real(vec![1.5, -2.0]));
         assert_eq!(d.features, vec![1.0, 2.0, 3.0, 4.0]);
     }
@@ -453,7 +479,14 @@ mod tests {
     fn non_numbers_name_the_field_and_column() {
         let s = schema(2, Some(LabelKind::Class(3)));
         assert_eq!(err("a,b,label\n1,2,0\n3, x7 ,1\n", &s), "d.csv:3:4: expected a number in column `b`, found `x7`");
-        assert_eq!(err("a,b,label\n1,,0\n", &s), "d.csv:2:3: expected a number in column `b`, found an empty field");
+        assert_eq!(
+            err("a,b,label\n1,,0\n", &s),
+            "d.csv:2:3: expected a number in column `b`, found an empty field (a missing value?)"
+        );
+        assert_eq!(
+            err("a,b,label\n1,2,0\n4, NA,1\n", &s),
+            "d.csv:3:4: expected a number in column `b`, found `NA`, a missing value (fill in or drop incomplete rows first)"
+        );
         assert_eq!(
             err("a,b,label\n1,nan,0\n", &s),
             "d.csv:2:3: expected a number in column `b`, found `nan` (values must be finite)"
@@ -490,6 +523,92 @@ mod tests {
             "d.csv:1:1: the model's inputs (x[2]) take 2 columns per example, but the file has 3 columns \
              besides the label column `label`"
         );
+    }
+
+    fn load_with(text: &str, s: &Schema, label: Option<&str>, features: Option<&[String]>) -> Result<Dataset, String> {
+        let dir = TempDir::new("opts");
+        let path = dir.write("d.csv", text.as_bytes());
+        let opts = LoadOptions { label_column: label, features, ..LoadOptions::default() };
+        load(&path, s, &opts).map_err(|mut e| {
+            e.path = "d.csv".into();
+            e.to_string()
+        })
+    }
+
+    #[test]
+    fn features_pick_and_order_columns_and_skip_the_rest() {
+        // `id` and `name` are never parsed; `b` comes before `a` as --features says.
+        let text = "id,name,a,b,label\nx1,\"Smith, J\",1,2,0\nx2,Doe,3,4,1\n";
+        let f = vec!["b".to_string(), "a".into()];
+        let d = load_with(text, &schema(2, Some(LabelKind::Class(2))), None, Some(&f)).unwrap();
+        assert_eq!((d.features, d.feature_names), (vec![2.0, 1.0, 4.0, 3.0], f));
+        assert_eq!(d.labels, Labels::Class { values: vec![0, 1], encoding: LabelEncoding::Integers });
+        // Without a `label` column, the label is the last column that is not a feature.
+        let d = load_with("a,note,y\n1,hi,5\n", &schema(1, Some(LabelKind::Real(1))), None, Some(&["a".into()]));
+        assert_eq!(d.unwrap().labels, Labels::Real(vec![5.0]));
+    }
+
+    #[test]
+    fn features_errors_point_at_the_header() {
+        let s = schema(2, Some(LabelKind::Class(2)));
+        let text = "a,b,c,label\n1,2,3,0\n";
+        let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            load_with(text, &s, None, Some(&names(&["a", "z"]))).unwrap_err(),
+            "d.csv:1:1: no column named `z` for --features (the columns are: a, b, c, label)"
+        );
+        assert_eq!(
+            load_with(text, &s, None, Some(&names(&["a", "a"]))).unwrap_err(),
+            "d.csv:1:1: column `a` is named twice in --features"
+        );
+        assert_eq!(
+            load_with(text, &s, Some("label"), Some(&names(&["a", "label"]))).unwrap_err(),
+            "d.csv:1:7: column `label` is the label; it cannot also be a feature"
+        );
+        assert_eq!(
+            load_with(text, &s, None, Some(&names(&["c"]))).unwrap_err(),
+            "d.csv:1:1: the model's inputs (x[2]) take 2 columns per example, but the file has 1 columns named by --features"
+        );
+    }
+
+    #[test]
+    fn real_labels_of_several_columns() {
+        let s = schema(1, Some(LabelKind::Real(2)));
+        // The last two columns by default, or those named by --label, in that order.
+        let d = load_with("x,t0,t1\n1,2,3\n4,5,6\n", &s, None, None).unwrap();
+        assert_eq!(
+            (d.features.clone(), d.labels.clone(), d.label_width),
+            (vec![1.0, 4.0], Labels::Real(vec![2.0, 3.0, 5.0, 6.0]), 2)
+        );
+        let d = load_with("t1,x,t0\n3,1,2\n", &s, Some("t0,t1"), None).unwrap();
+        assert_eq!(
+            (d.features, d.labels, d.label_names),
+            (vec![1.0], Labels::Real(vec![2.0, 3.0]), vec!["t0".to_string(), "t1".into()])
+        );
+        assert_eq!(
+            load_with("x,t0,t1\n1,2,3\n", &s, Some("t0"), None).unwrap_err(),
+            "d.csv:1:3: --label names 1 column, but the model's label `y` takes 2 per example"
+        );
+        assert_eq!(
+            load_with("x,t0,t1\n1,2,?\n", &s, None, None).unwrap_err(),
+            "d.csv:2:5: expected a number in label column `t1`, found `?`, a missing value (fill in or drop incomplete rows first)"
+        );
+    }
+
+    #[test]
+    fn validation_split_is_seeded_and_disjoint() {
+        let text: String = (0..10).fold("a,label\n".to_string(), |t, i| t + &format!("{i},{}\n", i % 2));
+        let s = schema(1, Some(LabelKind::Class(2)));
+        let mut d = load_text(&text, &s).unwrap();
+        let v = d.split_validation(0.3, 7).unwrap();
+        assert_eq!((d.len(), v.len()), (7, 3));
+        let mut all: Vec<f32> = d.features.iter().chain(&v.features).copied().collect();
+        all.sort_by(f32::total_cmp);
+        assert_eq!(all, (0..10).map(|i| i as f32).collect::<Vec<_>>());
+        let mut again = load_text(&text, &s).unwrap();
+        assert_eq!(again.split_validation(0.3, 7).unwrap().features, v.features);
+        let Labels::Class { values, .. } = &v.labels else { panic!() };
+        assert_eq!(values.iter().zip(&v.features).filter(|&(&y, &x)| y != x as i32 % 2).count(), 0);
     }
 
     #[test]

@@ -1,38 +1,49 @@
-//! The SGD driver: epochs of shuffled minibatches through the compiled train step.
+//! The training driver: epochs of shuffled minibatches through the compiled train step.
 //!
-//! The train step (forward, adjoint, `W -= lr * dW` fused in) comes from
+//! The train step (forward, adjoint and the optimizer's update fused in) comes from
 //! `bpc_autodiff::train_step`, is optimized by `bpc_opt` and JIT-compiled by `bpc_codegen`
 //! once for the minibatch size and once for the last, smaller minibatch of an epoch, which
-//! is trained on, not dropped. One RNG, seeded once, reshuffles an index vector every epoch;
-//! each minibatch is gathered into preallocated per-input buffers and the step is called
-//! with the learning rate as its runtime `lr` argument. `train_loss` is the example-weighted
-//! mean of the step losses (each the minibatch objective, regularizer included), measured
-//! before each step's update, as PyTorch's running loss is.
+//! is trained on, not dropped. Every hyperparameter is a runtime argument, so a learning-rate
+//! schedule never recompiles. Epoch `e` shuffles with its own stream of the seed
+//! ([`crate::init::epoch_stream`]), so a run resumed from a checkpoint at any step sees the
+//! same minibatches as one never interrupted. `train_loss` is the example-weighted mean of
+//! the step losses (each the minibatch objective, regularizer included), measured before each
+//! step's update, as PyTorch's running loss is.
+//!
+//! Training stops at the end, at the first non-finite loss (an error), when the validation
+//! loss has not improved for `patience` epochs (the best epoch's params are restored), or
+//! when the interrupt flag is raised (after the current step; the caller saves).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bpc_autodiff::Optimizer;
-use bpc_ir::{ArgKind, DType, Diagnostic, Function, Tensor};
+use bpc_autodiff::UpdateRule;
+use bpc_ir::Function;
 use bpc_opt::OptLevel;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use rand::seq::SliceRandom;
 
 use crate::data::{Dataset, Labels};
-use crate::eval::{Evaluator, accuracy_source, count_correct};
-use crate::finite::first_non_finite;
+use crate::eval::{Evaluator, Metrics, accuracy_source, count_correct};
+use crate::finite::diagnose_step;
+use crate::init::epoch_stream;
+use crate::optimizer::{LrSchedule, OptState, OptimizerConfig};
 use crate::params::Params;
-use crate::report::{EpochReport, TrainReport};
+use crate::report::{EpochReport, Stop, TrainReport};
 use crate::runner::{Batch, RunError, Runner, Slab};
 use crate::schema::Schema;
 
-/// Training settings (SPEC §4 defaults: 10 epochs, batch 32, lr 0.01, seed 0, `-O2`).
-#[derive(Clone, Debug, PartialEq)]
+/// Training settings (SPEC §4 defaults: 10 epochs, batch 32, lr 0.01, SGD, seed 0, `-O2`).
+#[derive(Clone, Debug)]
 pub struct TrainConfig {
+    /// Epochs in all, counting those done before [`TrainConfig::start`].
     pub epochs: usize,
     pub batch: usize,
+    /// The base learning rate, scaled by `schedule`.
     pub lr: f32,
+    pub schedule: LrSchedule,
+    pub optimizer: OptimizerConfig,
     /// Seeds the shuffling (param init has its own streams, see [`crate::init`]).
     pub seed: u64,
     pub opt_level: OptLevel,
@@ -43,6 +54,12 @@ pub struct TrainConfig {
     pub check_finite: bool,
     /// Draw an `indicatif` progress bar on stderr.
     pub progress: bool,
+    /// Stop when the validation loss has not improved for this many epochs.
+    pub patience: Option<usize>,
+    /// Where a resumed run starts.
+    pub start: Position,
+    /// Raised (by a Ctrl-C handler) to stop after the current step.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TrainConfig {
@@ -51,24 +68,43 @@ impl Default for TrainConfig {
             epochs: 10,
             batch: 32,
             lr: 0.01,
+            schedule: LrSchedule::Constant,
+            optimizer: OptimizerConfig::default(),
             seed: 0,
             opt_level: OptLevel::O2,
             threads: 0,
             check_finite: false,
             progress: false,
+            patience: None,
+            start: Position::default(),
+            interrupt: None,
         }
     }
 }
 
-/// The optimized train step of `func`: results `loss`, the param updates and, when the
-/// model has one, the accuracy source (`output` or `logits`).
-pub fn step_function(func: &Function, schema: &Schema, level: OptLevel) -> Result<Function, RunError> {
-    Ok(bpc_opt::optimize(&raw_step_function(func, schema)?, level))
+/// A point in training: whole epochs done, and examples done of the next epoch's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Position {
+    pub epochs: usize,
+    pub examples: usize,
 }
 
-/// [`step_function`] before the optimizer (every value keeps its source span).
-pub fn raw_step_function(func: &Function, schema: &Schema) -> Result<Function, RunError> {
-    let mut step = bpc_autodiff::train_step(func, Optimizer::Sgd).map_err(RunError::Program)?;
+/// The model's trainable state at a point, for checkpoints.
+pub struct Snapshot<'a> {
+    pub params: &'a Params,
+    pub state: &'a OptState,
+    pub at: Position,
+}
+
+/// The optimized SGD train step of `func`: results `loss`, the param updates and, when the
+/// model has one, the accuracy source (`output` or `logits`).
+pub fn step_function(func: &Function, schema: &Schema, level: OptLevel) -> Result<Function, RunError> {
+    Ok(bpc_opt::optimize(&raw_step_function(func, schema, bpc_autodiff::Optimizer::Sgd.into())?, level))
+}
+
+/// The train step of `rule` before the optimizer (every value keeps its source span).
+pub fn raw_step_function(func: &Function, schema: &Schema, rule: UpdateRule) -> Result<Function, RunError> {
+    let mut step = bpc_autodiff::train_step(func, rule).map_err(RunError::Program)?;
     if let Some(name) = accuracy_source(func, schema)
         && step.result(name).is_none()
         && keeps_forward(&step, func)
@@ -84,25 +120,37 @@ fn keeps_forward(step: &Function, func: &Function) -> bool {
     step.len() >= func.len() && func.values().all(|v| step.data(v) == func.data(v))
 }
 
-/// Trains `params` on `train` for `cfg.epochs` epochs, evaluating on `val` after each, and
-/// calls `on_epoch` with each epoch's figures.
+/// Trains `params` (and the optimizer `state`) on `train` up to epoch `cfg.epochs`, evaluating
+/// on `val` after each epoch, and calls `on_epoch` with each epoch's figures and a snapshot
+/// (an error from it, such as a failed save, stops training).
 pub fn train(
     func: &Function,
     params: &mut Params,
+    state: &mut OptState,
     train: &Dataset,
     val: Option<&Dataset>,
     cfg: &TrainConfig,
-    on_epoch: &mut dyn FnMut(&EpochReport),
+    on_epoch: &mut dyn FnMut(&EpochReport, &Snapshot) -> Result<(), RunError>,
 ) -> Result<TrainReport, RunError> {
     let schema = Schema::of(func).map_err(|e| RunError::Call(e.0))?;
     let n = train.len();
     if n == 0 || cfg.batch == 0 {
         return Err(RunError::Call("nothing to train: no examples or a minibatch size of 0".into()));
     }
+    if state.optimizer != cfg.optimizer.optimizer {
+        return Err(RunError::Call(format!(
+            "the optimizer state is {}'s, but training uses {}",
+            state.optimizer.name(),
+            cfg.optimizer.optimizer.name()
+        )));
+    }
+    if cfg.patience.is_some() && val.is_none() {
+        return Err(RunError::Call("early stopping (patience) needs validation data".into()));
+    }
     let full = cfg.batch.min(n);
     let mut compile = Vec::new();
-    let raw = raw_step_function(func, &schema)?;
-    let mut step = Runner::new(bpc_opt::optimize(&raw, cfg.opt_level), &schema, params, full)?;
+    let raw = raw_step_function(func, &schema, cfg.optimizer.rule())?;
+    let mut step = Runner::with_state(bpc_opt::optimize(&raw, cfg.opt_level), &schema, params, &state.slab, full)?;
     step.set_threads(cfg.threads);
     for rows in [full, n % full] {
         if rows > 0 {
@@ -117,24 +165,37 @@ pub fn train(
         }
         None => None,
     };
-    let mut epoch_loop = EpochLoop {
+    let mut lp = EpochLoop {
         loss: step.result_index("loss").ok_or_else(|| RunError::Call("the train step has no `loss` result".into()))?,
         scores: accuracy_source(func, &schema).and_then(|s| step.result_index(s)),
         step,
         raw,
         batch: Batch::new(&schema, full),
-        before: if cfg.check_finite { params.data.clone() } else { Vec::new() },
-        bar: progress_bar(cfg, n.div_ceil(full)),
+        before: Before::default(),
+        bar: progress_bar(cfg, n),
     };
+    let mut best = Best::default();
     let has_classes = matches!(train.labels, Labels::Class { .. });
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut epochs = Vec::with_capacity(cfg.epochs);
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    let mut epochs = Vec::with_capacity(cfg.epochs.saturating_sub(cfg.start.epochs));
     let started = Instant::now();
-    for epoch in 1..=cfg.epochs {
+    let mut stop = Stop::Finished;
+    for epoch in cfg.start.epochs + 1..=cfg.epochs {
         let t0 = Instant::now();
-        order.shuffle(&mut rng);
-        let (loss, correct) = epoch_loop.run(epoch, cfg, &order, full, train, params)?;
+        order.clear();
+        order.extend(0..n);
+        order.shuffle(&mut epoch_stream(cfg.seed, epoch));
+        let skip = if epoch == cfg.start.epochs + 1 { cfg.start.examples.min(n) } else { 0 };
+        let ep = lp.run(epoch, cfg, &order, skip, full, train, params, state)?;
+        if let Some(done) = ep.interrupted_at {
+            let at = if done == n {
+                Position { epochs: epoch, examples: 0 }
+            } else {
+                Position { epochs: epoch - 1, examples: done }
+            };
+            stop = Stop::Interrupted { at };
+            break;
+        }
         if params.data.iter().any(|x| !x.is_finite()) {
             return Err(RunError::Diverged(format!(
                 "training diverged: params became inf or NaN in epoch {epoch}; nothing was saved \
@@ -142,24 +203,88 @@ pub fn train(
             )));
         }
         let train_time = t0.elapsed();
-        let val_metrics = match (&mut eval, val) {
+        let val_metrics: Option<Metrics> = match (&mut eval, val) {
             (Some(e), Some(v)) => Some(e.metrics(v, params)?),
             _ => None,
         };
+        let trained = (n - skip).max(1) as f64;
         let report = EpochReport {
             epoch,
-            train_loss: loss / n as f64,
-            train_accuracy: epoch_loop.scores.filter(|_| has_classes).map(|_| correct as f64 / n as f64),
+            train_loss: ep.loss / trained,
+            train_accuracy: lp.scores.filter(|_| has_classes).map(|_| ep.correct as f64 / trained),
             val_loss: val_metrics.map(|m| m.loss),
             val_accuracy: val_metrics.and_then(|m| m.accuracy),
-            examples_per_s: n as f64 / train_time.as_secs_f64().max(1e-9),
+            examples_per_s: (n - skip) as f64 / train_time.as_secs_f64().max(1e-9),
             seconds: t0.elapsed().as_secs_f64(),
+            lr: (cfg.schedule != LrSchedule::Constant).then_some(f64::from(ep.last_lr)),
         };
-        epoch_loop.bar.suspend(|| on_epoch(&report));
+        let snap = Snapshot { params, state, at: Position { epochs: epoch, examples: 0 } };
+        lp.bar.suspend(|| on_epoch(&report, &snap))?;
         epochs.push(report);
+        if let (Some(patience), Some(m)) = (cfg.patience, val_metrics)
+            && let Some(s) = best.observe(epoch, m.loss, patience, params, state)
+        {
+            stop = s;
+            break;
+        }
     }
-    epoch_loop.bar.finish_and_clear();
-    Ok(TrainReport { epochs, seconds: started.elapsed().as_secs_f64(), compile })
+    lp.bar.finish_and_clear();
+    if let Stop::EarlyStopped { .. } = stop {
+        best.restore(params, state);
+    }
+    Ok(TrainReport { epochs, seconds: started.elapsed().as_secs_f64(), compile, stop })
+}
+
+/// The best validation loss so far and the params and state that reached it.
+#[derive(Default)]
+struct Best {
+    epoch: usize,
+    loss: f64,
+    params: Vec<f32>,
+    state: Vec<f32>,
+    state_steps: u64,
+}
+
+impl Best {
+    /// Records epoch `epoch`'s validation loss; `Some(stop)` when `patience` epochs have
+    /// passed without an improvement.
+    fn observe(&mut self, epoch: usize, loss: f64, patience: usize, params: &Params, state: &OptState) -> Option<Stop> {
+        if self.epoch == 0 || loss < self.loss {
+            *self = Best {
+                epoch,
+                loss,
+                params: params.data.clone(),
+                state: state.slab.data.clone(),
+                state_steps: state.steps,
+            };
+            return None;
+        }
+        (epoch - self.epoch >= patience)
+            .then_some(Stop::EarlyStopped { best_epoch: self.epoch, best_val_loss: self.loss })
+    }
+
+    fn restore(self, params: &mut Params, state: &mut OptState) {
+        params.data = self.params;
+        state.slab.data = self.state;
+        state.steps = self.state_steps;
+    }
+}
+
+/// What one pass over (part of) an epoch's order gave.
+struct EpochRun {
+    /// Sum of step losses weighted by minibatch size.
+    loss: f64,
+    correct: usize,
+    last_lr: f32,
+    /// `Some(examples done in this epoch)` if the interrupt flag stopped the pass.
+    interrupted_at: Option<usize>,
+}
+
+/// Params and optimizer state before the current step (`--check-finite` only).
+#[derive(Default)]
+struct Before {
+    params: Vec<f32>,
+    state: Vec<f32>,
 }
 
 /// The state of the step loop, allocated once before the first epoch.
@@ -171,99 +296,85 @@ struct EpochLoop {
     loss: usize,
     scores: Option<usize>,
     batch: Batch,
-    /// The params before the current step (`--check-finite` only).
-    before: Vec<f32>,
+    before: Before,
     bar: ProgressBar,
 }
 
 impl EpochLoop {
-    /// One epoch over `order` in minibatches of `full`: the sum of the step losses weighted
-    /// by minibatch size, and the number of correctly classified examples.
+    /// Epoch `epoch` over `order[skip..]` in minibatches of `full`.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         epoch: usize,
         cfg: &TrainConfig,
         order: &[usize],
+        skip: usize,
         full: usize,
         train: &Dataset,
         params: &mut Params,
-    ) -> Result<(f64, usize), RunError> {
-        self.bar.set_position(0);
+        state: &mut OptState,
+    ) -> Result<EpochRun, RunError> {
+        let n = order.len();
+        self.bar.set_position(skip as u64);
+        self.bar.reset_eta();
         self.bar.set_message(format!("epoch {epoch}/{}", cfg.epochs));
-        let (mut loss, mut correct) = (0f64, 0usize);
-        for (s, idx) in order.chunks(full).enumerate() {
+        let total = (cfg.epochs * n) as f64;
+        let mut run = EpochRun { loss: 0.0, correct: 0, last_lr: cfg.lr, interrupted_at: None };
+        let mut done = skip;
+        for (s, idx) in order[skip..].chunks(full).enumerate() {
             let batch = &mut self.batch;
             batch.gather(train, idx);
+            let progress = ((epoch - 1) * n + done) as f64 / total;
+            let lr = cfg.schedule.lr(cfg.lr, epoch, progress);
+            run.last_lr = lr;
+            state.steps += 1;
+            let hypers = cfg.optimizer.hypers(lr, state.steps);
             if cfg.check_finite {
-                self.before.copy_from_slice(&params.data);
+                self.before.params.clone_from(&params.data);
+                self.before.state.clone_from(&state.slab.data);
             }
-            self.step.run(batch, Slab::Mut(&mut params.data), cfg.lr)?;
+            self.step.run_step(batch, Slab::Mut(&mut params.data), &mut state.slab.data, &hypers)?;
             let step_loss = self.step.result(self.loss, batch.rows)[0];
+            let where_ = || format!("step {} of epoch {epoch}", s + 1 + skip.div_ceil(full));
             if cfg.check_finite && (!step_loss.is_finite() || params.data.iter().any(|x| !x.is_finite())) {
-                let context = format!("step {} of epoch {epoch}", s + 1);
-                return Err(diagnose(&self.raw, params, &self.before, batch, cfg.lr, &context));
+                let (p, st) = (&self.before.params, &self.before.state);
+                return Err(diagnose_step(&self.raw, params, p, &state.slab, st, batch, &hypers, &where_()));
             }
             if !step_loss.is_finite() {
                 return Err(RunError::Diverged(format!(
-                    "training diverged: the loss is {step_loss} at step {} of epoch {epoch}; nothing was saved \
+                    "training diverged: the loss is {step_loss} at {}; nothing was saved \
                      (try a smaller --lr or --standardize; --check-finite names the op that overflowed)",
-                    s + 1
+                    where_()
                 )));
             }
-            loss += f64::from(step_loss) * batch.rows as f64;
+            run.loss += f64::from(step_loss) * batch.rows as f64;
             if let Some(i) = self.scores {
                 let scores = self.step.result(i, batch.rows);
-                correct += count_correct(scores, self.step.result_width(i), &batch.classes[..batch.rows]);
+                run.correct += count_correct(scores, self.step.result_width(i), &batch.classes[..batch.rows]);
             }
-            self.bar.inc(1);
+            done += batch.rows;
+            self.bar.inc(batch.rows as u64);
+            // Checked after the step: an interrupt finishes the step in flight.
+            if cfg.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                run.interrupted_at = Some(done);
+                return Ok(run);
+            }
         }
-        Ok((loss, correct))
+        Ok(run)
     }
 }
 
-/// Re-runs the failing step in the float64 interpreter from the params `before` it.
-fn diagnose(raw: &Function, params: &Params, before: &[f32], batch: &Batch, lr: f32, context: &str) -> RunError {
-    let rows = batch.rows;
-    let f64s = |xs: &[f32]| xs.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-    let mut inputs = batch.inputs.iter();
-    let args: Vec<Tensor> = raw
-        .args
-        .iter()
-        .map(|a| {
-            let sizes = a.ty.shape.sizes(rows);
-            let n = a.ty.shape.len(rows);
-            let data = match &a.kind {
-                ArgKind::Input => f64s(&inputs.next().expect("one buffer per input")[..n]),
-                ArgKind::Label { .. } if a.ty.dtype == DType::I32 => {
-                    batch.classes[..n].iter().map(|&c| f64::from(c)).collect()
-                }
-                ArgKind::Label { .. } => f64s(&batch.reals[..n]),
-                ArgKind::Param { .. } => {
-                    let info = params.info(&a.name).expect("every param is in the slab");
-                    f64s(&before[info.offset..info.offset + info.len])
-                }
-                ArgKind::Hyper => vec![f64::from(lr); n],
-            };
-            Tensor::new(sizes, data)
-        })
-        .collect();
-    match first_non_finite(raw, rows, &args, context) {
-        Ok(Some(d)) => RunError::NonFinite(d),
-        Ok(None) => RunError::NonFinite(Diagnostic::error(format!(
-            "{context}: the loss or an updated param is not finite in float32, though the float64 \
-             interpreter finds every value finite (float32 underflow or rounding)"
-        ))),
-        Err(e) => RunError::Call(format!("{context}: the loss is not finite, and re-running the step failed: {e}")),
-    }
-}
-
-fn progress_bar(cfg: &TrainConfig, steps: usize) -> ProgressBar {
+/// A per-epoch bar counting examples, with the rate and the epoch's remaining time.
+fn progress_bar(cfg: &TrainConfig, examples: usize) -> ProgressBar {
     if !cfg.progress {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} steps [{elapsed_precise}, eta {eta}]")
-        .expect("valid template");
+    let bar = ProgressBar::with_draw_target(Some(examples as u64), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} examples  {rate}  eta {eta}")
+        .expect("valid template")
+        .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} ex/s", s.per_sec());
+        });
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     bar

@@ -5,7 +5,11 @@
 //! since the compiled code computes in float32. The diagnostic points at the source span the
 //! value came from (spans travel through autodiff), so it names the line.
 
-use bpc_ir::{ArgId, ArgKind, Diagnostic, Function, Inst, InterpError, Tensor, Value, interpret};
+use bpc_ir::{ArgId, ArgKind, DType, Diagnostic, Function, Inst, InterpError, Tensor, Value, interpret};
+
+use crate::optimizer::{HyperKey, Hypers};
+use crate::params::Params;
+use crate::runner::{Batch, RunError};
 
 /// Whether `x` is not a finite float32.
 pub fn not_f32_finite(x: f64) -> bool {
@@ -75,6 +79,61 @@ fn non_finite_arg(func: &Function, id: ArgId, context: &str, what: &str, count: 
         d.at(a.span, format!("`{}` is declared here", a.name))
     };
     d.note(format!("{count} of its {len} elements are not finite; its value comes from {source}"))
+}
+
+/// Re-runs a failed train step (`raw`, before the optimizer) in the float64 interpreter from
+/// the params and optimizer state `before` it, on the minibatch `batch` with `hypers`, and
+/// names the first op at fault.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn diagnose_step(
+    raw: &Function,
+    params: &Params,
+    params_before: &[f32],
+    state: &Params,
+    state_before: &[f32],
+    batch: &Batch,
+    hypers: &Hypers,
+    context: &str,
+) -> RunError {
+    let rows = batch.rows;
+    let f64s = |xs: &[f32]| xs.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let mut inputs = batch.inputs.iter();
+    let args: Vec<Tensor> = raw
+        .args
+        .iter()
+        .map(|a| {
+            let sizes = a.ty.shape.sizes(rows);
+            let n = a.ty.shape.len(rows);
+            let data = match &a.kind {
+                ArgKind::Input => f64s(&inputs.next().expect("one buffer per input")[..n]),
+                ArgKind::Label { .. } if a.ty.dtype == DType::I32 => {
+                    batch.classes[..n].iter().map(|&c| f64::from(c)).collect()
+                }
+                ArgKind::Label { .. } => f64s(&batch.reals[..n]),
+                ArgKind::Param { .. } => {
+                    let info = params.info(&a.name).expect("every param is in the slab");
+                    f64s(&params_before[info.offset..info.offset + info.len])
+                }
+                ArgKind::State => {
+                    let info = state.info(&a.name).expect("every state is in the slab");
+                    f64s(&state_before[info.offset..info.offset + info.len])
+                }
+                ArgKind::Hyper => {
+                    let key = HyperKey::of(&a.name).expect("the runner bound every hyper");
+                    vec![f64::from(hypers.get(key)); n]
+                }
+            };
+            Tensor::new(sizes, data)
+        })
+        .collect();
+    match first_non_finite(raw, rows, &args, context) {
+        Ok(Some(d)) => RunError::NonFinite(d),
+        Ok(None) => RunError::NonFinite(Diagnostic::error(format!(
+            "{context}: the loss or an updated param is not finite in float32, though the float64 \
+             interpreter finds every value finite (float32 underflow or rounding)"
+        ))),
+        Err(e) => RunError::Call(format!("{context}: the loss is not finite, and re-running the step failed: {e}")),
+    }
 }
 
 /// The opcode of `v`'s instruction as the IR text prints it.

@@ -43,6 +43,13 @@ pub fn stream(seed: u64, name: &str) -> StdRng {
     StdRng::seed_from_u64(mix(mix(seed) ^ fnv1a(name.as_bytes())))
 }
 
+/// The shuffling stream of epoch `epoch` under `seed`: each epoch's order depends only on
+/// the seed and the epoch, so a run resumed at any epoch sees the same orders as one that was
+/// never interrupted.
+pub fn epoch_stream(seed: u64, epoch: usize) -> StdRng {
+    StdRng::seed_from_u64(mix(mix(seed) ^ fnv1a(b"shuffle")) ^ mix(epoch as u64))
+}
+
 /// `(fan_in, fan_out)` of a param of `shape`.
 pub fn fans(shape: &[usize]) -> (usize, usize) {
     match shape {

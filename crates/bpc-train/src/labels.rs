@@ -10,7 +10,10 @@ use crate::schema::{LabelKind, Schema};
 /// training set's encoding is given.
 pub(crate) struct LabelReader {
     kind: Option<LabelKind>,
-    column: String,
+    /// Names of the label columns.
+    columns: Vec<String>,
+    /// The current row's real label elements.
+    row: Vec<f32>,
     /// Fixed (given) or inferred encoding; `None` until the first row of an inferred one.
     mode: Option<Mode>,
     classes: Vec<i32>,
@@ -29,16 +32,18 @@ enum Mode {
 }
 
 impl LabelReader {
-    pub(crate) fn new(schema: &Schema, opts: &LoadOptions, column: Option<String>) -> LabelReader {
+    pub(crate) fn new(schema: &Schema, opts: &LoadOptions, columns: &[String]) -> LabelReader {
         let mode = opts.encoding.map(|e| match e {
             LabelEncoding::Integers => Mode::Integers,
             LabelEncoding::Names(n) => {
                 Mode::GivenNames(n.iter().enumerate().map(|(i, s)| (s.clone(), i as i32)).collect(), n.clone())
             }
         });
+        let kind = schema.label.as_ref().filter(|_| !columns.is_empty()).map(|l| l.kind);
         LabelReader {
-            kind: column.as_ref().and(schema.label.as_ref()).map(|l| l.kind),
-            column: column.unwrap_or_default(),
+            kind,
+            columns: columns.to_vec(),
+            row: vec![0.0; kind.map_or(0, |k| k.width())],
             mode,
             classes: Vec::new(),
             reals: Vec::new(),
@@ -47,13 +52,14 @@ impl LabelReader {
         }
     }
 
-    pub(crate) fn push(&mut self, field: &[u8]) -> Result<(), String> {
+    /// Reads element `at` of the current row's label from `field`.
+    pub(crate) fn push(&mut self, at: usize, field: &[u8]) -> Result<(), String> {
         let k = match self.kind {
             None => return Ok(()), // a label column for a model without labels: ignored
-            Some(LabelKind::Real) => {
-                let x = parse_number(field)
-                    .map_err(|found| format!("expected a number in label column `{}`, found {found}", self.column))?;
-                self.reals.push(x);
+            Some(LabelKind::Real(_)) => {
+                self.row[at] = parse_number(field).map_err(|found| {
+                    format!("expected a number in label column `{}`, found {found}", self.columns[at])
+                })?;
                 return Ok(());
             }
             Some(LabelKind::Class(k)) => k,
@@ -97,10 +103,17 @@ impl LabelReader {
         Ok(())
     }
 
+    /// Ends a row (real labels are stored once all their columns are read).
+    pub(crate) fn end_row(&mut self) {
+        if let Some(LabelKind::Real(_)) = self.kind {
+            self.reals.extend_from_slice(&self.row);
+        }
+    }
+
     pub(crate) fn finish(mut self) -> Labels {
         match self.kind {
             None => Labels::None,
-            Some(LabelKind::Real) => Labels::Real(self.reals),
+            Some(LabelKind::Real(_)) => Labels::Real(self.reals),
             Some(LabelKind::Class(_)) => match self.mode {
                 None | Some(Mode::Integers) => {
                     Labels::Class { values: self.classes, encoding: LabelEncoding::Integers }

@@ -29,14 +29,25 @@ pub struct Params {
 impl Params {
     /// The layout of `func`'s params, all zeros.
     pub fn zeros(func: &Function) -> Params {
+        Params::layout(func, func.params())
+    }
+
+    /// The layout of `func`'s `State` arguments (optimizer state), all zeros.
+    pub fn states(func: &Function) -> Params {
+        Params::layout(func, func.states())
+    }
+
+    /// A zero slab of the arguments `ids` (params or states) in that order.
+    fn layout(func: &Function, ids: impl Iterator<Item = ArgId>) -> Params {
         let mut info = Vec::new();
         let mut offset = 0;
-        for id in func.params() {
+        for id in ids {
             let a = func.arg(id);
             let init = match a.kind {
                 ArgKind::Param { init } => init,
+                ArgKind::State => Init::Const(0.0),
                 ArgKind::Input | ArgKind::Label { .. } | ArgKind::Hyper => {
-                    unreachable!("Function::params yields params")
+                    unreachable!("a slab holds params or optimizer state")
                 }
             };
             let len = a.ty.shape.example_len();
@@ -68,6 +79,11 @@ impl Params {
     /// The metadata of the param named `name`.
     pub fn info(&self, name: &str) -> Option<&ParamInfo> {
         self.info.iter().find(|i| i.name == name)
+    }
+
+    /// The slice of the entry `info`.
+    pub fn slice(&self, info: &ParamInfo) -> &[f32] {
+        &self.data[info.offset..info.offset + info.len]
     }
 
     /// One disjoint mutable slice per param, in declaration order (for `Arg::F32Mut`).

@@ -1,111 +1,143 @@
-//! `--plot curve.svg`: the loss curves of a run as a small self-contained SVG (train loss,
-//! and validation loss when there is validation data), epochs on x, loss on y.
+//! `--plot curve.svg`: training curves drawn with `plotters`' SVG backend (no system
+//! libraries: text is left to the SVG viewer). The loss panel shows train and validation
+//! loss per epoch; a second panel shows train and validation accuracy when the labels are
+//! classes. Non-finite points are left out.
 
-use std::fmt::Write as _;
+use plotters::prelude::*;
 
 use crate::report::EpochReport;
 
-const W: f64 = 640.0;
-const H: f64 = 400.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
-const TOP: f64 = 30.0;
-const BOTTOM: f64 = 50.0;
+const TRAIN: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+const VALIDATION: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 
-/// The SVG text of the loss curves of `epochs` (non-finite losses are left out).
-pub fn loss_curves(title: &str, epochs: &[EpochReport]) -> String {
-    let train: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
-    let val: Vec<(f64, f64)> = epochs.iter().filter_map(|e| e.val_loss.map(|l| (e.epoch as f64, l))).collect();
-    let finite = |p: &&(f64, f64)| p.1.is_finite();
-    let ys: Vec<f64> = train.iter().chain(&val).filter(finite).map(|p| p.1).collect();
-    let (lo, hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
-    let (lo, hi) = if lo.is_finite() { (lo.min(0.0), if hi > lo { hi } else { lo + 1.0 }) } else { (0.0, 1.0) };
-    let last = epochs.len().max(2) as f64;
-    let x = |e: f64| LEFT + (e - 1.0) / (last - 1.0) * (W - LEFT - RIGHT);
-    let y = |l: f64| TOP + (hi - l) / (hi - lo) * (H - TOP - BOTTOM);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="18" text-anchor="middle" font-size="14">{}</text>"#, W / 2.0, escape(title));
-    let (x0, x1, y0, y1) = (LEFT, W - RIGHT, TOP, H - BOTTOM);
-    let _ = writeln!(s, r#"<path d="M{x0},{y0} V{y1} H{x1}" fill="none" stroke="black"/>"#);
-    for (l, anchor_y) in [(hi, y0), (lo, y1)] {
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, x0 - 6.0, anchor_y + 4.0, short(l));
-    }
-    let _ = writeln!(s, r#"<text x="{x0}" y="{}" text-anchor="middle">1</text>"#, y1 + 18.0);
-    let _ = writeln!(s, r#"<text x="{x1}" y="{}" text-anchor="middle">{}</text>"#, y1 + 18.0, epochs.len());
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">epoch</text>"#, (x0 + x1) / 2.0, H - 12.0);
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">loss</text>"#,
-        (y0 + y1) / 2.0,
-        (y0 + y1) / 2.0
-    );
-    for (i, (name, points, colour)) in
-        [("train loss", &train, "#1f77b4"), ("validation loss", &val, "#ff7f0e")].iter().enumerate()
+/// The SVG text of the curves of `epochs` under the heading `title`.
+pub fn training_curves(title: &str, epochs: &[EpochReport]) -> Result<String, String> {
+    let accuracy = epochs.iter().any(|e| e.train_accuracy.is_some() || e.val_accuracy.is_some());
+    let size = if accuracy { (1000, 420) } else { (640, 420) };
+    let mut svg = String::new();
     {
-        let pts: Vec<String> = points.iter().filter(finite).map(|&(e, l)| format!("{:.1},{:.1}", x(e), y(l))).collect();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let root = root.titled(title, ("sans-serif", 18)).map_err(|e| e.to_string())?;
+        let panels = if accuracy { root.split_evenly((1, 2)) } else { vec![root] };
+        let loss = |e: &EpochReport| Some(e.train_loss);
+        panel(&panels[0], "loss", epochs, loss, |e| e.val_loss, false)?;
+        if accuracy {
+            panel(&panels[1], "accuracy", epochs, |e| e.train_accuracy, |e| e.val_accuracy, true)?;
+        }
+        panels[0].present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// One chart: `train` and `val` figures against the epoch.
+fn panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    what: &str,
+    epochs: &[EpochReport],
+    train: impl Fn(&EpochReport) -> Option<f64>,
+    val: impl Fn(&EpochReport) -> Option<f64>,
+    unit_range: bool,
+) -> Result<(), String> {
+    let points = |f: &dyn Fn(&EpochReport) -> Option<f64>| -> Vec<(f64, f64)> {
+        epochs.iter().filter_map(|e| f(e).filter(|y| y.is_finite()).map(|y| (e.epoch as f64, y))).collect()
+    };
+    let (tr, va) = (points(&train), points(&val));
+    let first = epochs.first().map_or(1.0, |e| e.epoch as f64);
+    let last = epochs.last().map_or(2.0, |e| e.epoch as f64).max(first + 1.0);
+    let ys = || tr.iter().chain(&va).map(|p| p.1);
+    let (lo, hi) = ys().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+    let (lo, hi) = match (unit_range, lo.is_finite()) {
+        (true, true) => ((lo - 0.02).clamp(0.0, 1.0).min(0.9), 1.0),
+        (true, false) => (0.0, 1.0),
+        (false, true) => (lo.min(0.0), if hi > lo { hi * 1.05 } else { lo + 1.0 }),
+        (false, false) => (0.0, 1.0),
+    };
+    let err = |e: &dyn std::fmt::Display| format!("cannot draw the {what} chart: {e}");
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(first..last, lo..hi)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(what)
+        .x_labels(8)
+        .y_labels(8)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| short(*y))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (name, pts, colour) in [("train", tr, TRAIN), ("validation", va, VALIDATION)] {
         if pts.is_empty() {
             continue;
         }
-        let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#, pts.join(" "));
-        let ly = TOP + 14.0 + 16.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{colour}" stroke-width="2"/>"#,
-            x1 - 150.0,
-            ly - 4.0,
-            x1 - 130.0,
-            ly - 4.0
-        );
-        let _ = writeln!(s, r#"<text x="{}" y="{ly}">{name}</text>"#, x1 - 124.0);
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(format!("{name} {what}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
-    s.push_str("</svg>\n");
-    s
+    chart
+        .configure_series_labels()
+        .position(if unit_range { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    Ok(())
 }
 
+/// A tick label: four significant places, scientific notation for very small or large values.
 fn short(x: f64) -> String {
     if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) { format!("{x:.2e}") } else { format!("{x:.4}") }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn epoch(epoch: usize, train_loss: f64, val_loss: Option<f64>) -> EpochReport {
+    fn epoch(epoch: usize, train_loss: f64, val_loss: Option<f64>, acc: Option<f64>) -> EpochReport {
         EpochReport {
             epoch,
             train_loss,
-            train_accuracy: None,
+            train_accuracy: acc,
             val_loss,
-            val_accuracy: None,
+            val_accuracy: acc.map(|a| a - 0.1),
             examples_per_s: 1.0,
             seconds: 1.0,
+            lr: None,
         }
     }
 
     #[test]
-    fn draws_one_polyline_per_curve() {
-        let svg =
-            loss_curves("iris <run>", &[epoch(1, 2.0, Some(1.0)), epoch(2, 1.0, Some(0.5)), epoch(3, f64::NAN, None)]);
-        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
-        assert!(svg.contains("iris &lt;run&gt;"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        // Loss 2 at epoch 1 is the top-left corner of the plot area; 0 is the bottom.
-        assert!(svg.contains(r#"points="70.0,30.0 345.0,190.0""#), "{svg}");
+    fn loss_and_accuracy_panels() {
+        let svg = training_curves(
+            "iris <run>",
+            &[epoch(1, 2.0, Some(1.0), Some(0.5)), epoch(2, 1.0, Some(0.5), Some(0.8)), epoch(3, f64::NAN, None, None)],
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert!(svg.contains("iris &lt;run&gt;"), "{svg}");
+        // Four curves (train/validation loss and accuracy) and their legend marks.
+        assert_eq!(svg.matches(r##"stroke="#1F77B4" stroke-width="2""##).count(), 4, "{svg}");
+        assert_eq!(svg.matches(r##"stroke="#FF7F0E" stroke-width="2""##).count(), 4, "{svg}");
+        // Train loss 2 → 1 over epochs 1..3 of a 0..2.1 axis: from near the top to the middle.
+        assert!(svg.contains(r##"stroke="#1F77B4" stroke-width="2" points="68,53 277,212 ""##), "{svg}");
+        for text in ["train loss", "validation loss", "train accuracy", "validation accuracy", "epoch"] {
+            assert!(svg.contains(text), "no `{text}` in the plot");
+        }
     }
 
     #[test]
-    fn empty_runs_still_give_an_svg() {
-        let svg = loss_curves("none", &[]);
-        assert_eq!(svg.matches("<polyline").count(), 0);
-        assert!(svg.ends_with("</svg>\n"));
+    fn regression_runs_have_one_panel_and_empty_runs_still_draw() {
+        let svg = training_curves("diabetes", &[epoch(1, 3000.0, None, None), epoch(2, 2900.0, None, None)]).unwrap();
+        assert!(svg.contains("train loss") && !svg.contains("accuracy"));
+        assert!(svg.contains(r#"width="640""#), "{svg}");
+        assert_eq!(svg.matches(r##"stroke="#1F77B4" stroke-width="2""##).count(), 2, "{svg}");
+        let svg = training_curves("none", &[]).unwrap();
+        assert_eq!(svg.matches(r##"stroke="#1F77B4" stroke-width="2""##).count(), 0, "{svg}");
     }
 }

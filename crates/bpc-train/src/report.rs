@@ -21,6 +21,8 @@ pub struct EpochReport {
     pub examples_per_s: f64,
     /// The epoch's wall time, validation included.
     pub seconds: f64,
+    /// The learning rate at the epoch's last step, when a schedule changes it (not in JSON).
+    pub lr: Option<f64>,
 }
 
 impl EpochReport {
@@ -50,6 +52,9 @@ impl EpochReport {
         if let Some(a) = self.val_accuracy {
             s += &format!("  val acc {a:.4}");
         }
+        if let Some(lr) = self.lr {
+            s += &format!("  lr {lr:.3e}");
+        }
         s + &format!("  {:.0} ex/s  {:.2}s", self.examples_per_s, self.seconds)
     }
 }
@@ -64,30 +69,62 @@ fn digits(n: usize) -> usize {
     n.to_string().len()
 }
 
+/// Why training ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// Every epoch ran.
+    Finished,
+    /// The validation loss did not improve for `patience` epochs; the params of
+    /// `best_epoch` were restored.
+    EarlyStopped { best_epoch: usize, best_val_loss: f64 },
+    /// The interrupt flag was raised; `at` is the position after the last step taken.
+    Interrupted { at: crate::driver::Position },
+}
+
+impl Stop {
+    /// `finished`, `early_stopping` or `interrupted`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stop::Finished => "finished",
+            Stop::EarlyStopped { .. } => "early_stopping",
+            Stop::Interrupted { .. } => "interrupted",
+        }
+    }
+}
+
 /// A whole run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainReport {
+    /// The epochs this run completed.
     pub epochs: Vec<EpochReport>,
     /// Wall time of the epoch loop.
     pub seconds: f64,
     /// What was JIT-compiled: (function, minibatch size or examples, compile time).
     pub compile: Vec<(String, usize, Duration)>,
+    pub stop: Stop,
 }
 
 impl TrainReport {
-    /// The last object of `--json`: `{"done": true, "epochs", "seconds", ...final metrics}`.
-    pub fn done_json(&self) -> String {
+    /// The last object of `--json`: `{"done": true, "epochs", "seconds", ...final metrics,
+    /// "stop"}`, then `extra` fields (e.g. R² or the confusion matrix).
+    pub fn done_json(&self, extra: &[(&str, Value)]) -> String {
         let last = self.epochs.last();
-        object(&[
+        let mut fields = vec![
             ("done", json!(true)),
-            ("epochs", json!(self.epochs.len())),
+            ("epochs", json!(self.epochs.last().map_or(0, |e| e.epoch))),
             ("seconds", json!(self.seconds)),
             ("train_loss", json!(last.map(|e| e.train_loss))),
             ("train_accuracy", json!(last.and_then(|e| e.train_accuracy))),
             ("val_loss", json!(last.and_then(|e| e.val_loss))),
             ("val_accuracy", json!(last.and_then(|e| e.val_accuracy))),
             ("examples_per_s", json!(last.map(|e| e.examples_per_s))),
-        ])
+            ("stop", json!(self.stop.name())),
+        ];
+        if let Stop::EarlyStopped { best_epoch, .. } = self.stop {
+            fields.push(("best_epoch", json!(best_epoch)));
+        }
+        fields.extend(extra.iter().cloned());
+        object(&fields)
     }
 
     /// Total compile time.
@@ -109,6 +146,7 @@ mod tests {
             val_accuracy: None,
             examples_per_s: 1234.4,
             seconds: 0.25,
+            lr: None,
         }
     }
 
@@ -126,15 +164,22 @@ mod tests {
     #[test]
     fn summary_line() {
         assert_eq!(epoch().summary(10), "epoch  3/10  loss 0.5000  acc 0.7500  1234 ex/s  0.25s");
+        let scheduled = EpochReport { lr: Some(0.0125), ..epoch() };
+        assert_eq!(scheduled.summary(10), "epoch  3/10  loss 0.5000  acc 0.7500  lr 1.250e-2  1234 ex/s  0.25s");
     }
 
     #[test]
     fn done_object_repeats_the_final_metrics() {
-        let r = TrainReport { epochs: vec![epoch()], seconds: 1.5, compile: vec![] };
-        let j: Value = serde_json::from_str(&r.done_json()).unwrap();
+        let stop = Stop::EarlyStopped { best_epoch: 2, best_val_loss: 0.1 };
+        let r = TrainReport { epochs: vec![epoch()], seconds: 1.5, compile: vec![], stop };
+        let j: Value = serde_json::from_str(&r.done_json(&[("r2", json!(0.5))])).unwrap();
         assert_eq!(
             (j["done"].clone(), j["epochs"].clone(), j["train_accuracy"].clone()),
-            (json!(true), json!(1), json!(0.75))
+            (json!(true), json!(3), json!(0.75))
+        );
+        assert_eq!(
+            (j["stop"].clone(), j["best_epoch"].clone(), j["r2"].clone()),
+            (json!("early_stopping"), json!(2), json!(0.5))
         );
     }
 }

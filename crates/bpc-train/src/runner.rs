@@ -13,6 +13,7 @@ use bpc_codegen::{Arg, Compiled, Workspace};
 use bpc_ir::{ArgKind, DType, Function};
 
 use crate::data::{Dataset, Labels};
+use crate::optimizer::{HyperKey, Hypers};
 use crate::params::Params;
 use crate::schema::Schema;
 
@@ -29,6 +30,8 @@ pub enum RunError {
     NonFinite(bpc_ir::Diagnostic),
     /// A step's loss was inf or NaN (training stops there; nothing is saved).
     Diverged(String),
+    /// A checkpoint could not be written during training (`--save-every`).
+    Save(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -36,7 +39,7 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Program(d) | RunError::NonFinite(d) => write!(f, "{}", d.message),
             RunError::Compile(m) => write!(f, "code generation failed: {m}"),
-            RunError::Call(m) | RunError::Diverged(m) => f.write_str(m),
+            RunError::Call(m) | RunError::Diverged(m) | RunError::Save(m) => f.write_str(m),
         }
     }
 }
@@ -48,9 +51,11 @@ pub struct Batch {
     /// One buffer per input of the schema: `rows * len` floats.
     pub inputs: Vec<Vec<f32>>,
     pub classes: Vec<i32>,
+    /// Real labels: `rows * label_width` floats.
     pub reals: Vec<f32>,
     pub rows: usize,
     lens: Vec<(usize, usize)>,
+    label_width: usize,
 }
 
 impl Batch {
@@ -58,9 +63,10 @@ impl Batch {
         Batch {
             inputs: schema.inputs.iter().map(|i| vec![0.0; capacity * i.len]).collect(),
             classes: vec![0; capacity],
-            reals: vec![0.0; capacity],
+            reals: vec![0.0; capacity * label_width(schema)],
             rows: 0,
             lens: schema.inputs.iter().map(|i| (i.offset, i.len)).collect(),
+            label_width: label_width(schema),
         }
     }
 
@@ -80,10 +86,19 @@ impl Batch {
         match &data.labels {
             Labels::None => {}
             Labels::Class { values, .. } => idx.iter().zip(&mut self.classes).for_each(|(&i, c)| *c = values[i]),
-            Labels::Real(values) => idx.iter().zip(&mut self.reals).for_each(|(&i, c)| *c = values[i]),
+            Labels::Real(values) => {
+                let w = self.label_width;
+                for (r, &i) in idx.iter().enumerate() {
+                    self.reals[r * w..(r + 1) * w].copy_from_slice(&values[i * w..(i + 1) * w]);
+                }
+            }
         }
         self.rows = idx.len();
     }
+}
+
+fn label_width(schema: &Schema) -> usize {
+    schema.label.as_ref().map_or(1, |l| l.kind.width())
 }
 
 /// What feeds one argument of the function.
@@ -97,8 +112,12 @@ enum Slot {
         len: usize,
         update: bool,
     },
-    /// The learning rate.
-    Lr,
+    /// Optimizer state: a range of the state slab, always updated in place.
+    State {
+        offset: usize,
+        len: usize,
+    },
+    Hyper(HyperKey),
 }
 
 /// The param slab, read-only or updated in place by the call.
@@ -116,6 +135,8 @@ pub struct Runner {
     results: Vec<(String, usize, bool)>,
     buffers: Vec<Vec<f32>>,
     capacity: usize,
+    /// Floats of optimizer state the function reads (the end of its last `State` range).
+    state_len: usize,
     /// Threads for large matrix products (0: all cores), see `bpc_codegen::Options`.
     threads: usize,
     compiled: Vec<(usize, Compiled, Workspace)>,
@@ -127,9 +148,20 @@ impl Runner {
     /// Binds `func`'s arguments to the data of `schema` and the slab of `params`, with
     /// result buffers for minibatches of up to `capacity` rows.
     pub fn new(func: Function, schema: &Schema, params: &Params, capacity: usize) -> Result<Runner, RunError> {
+        Runner::with_state(func, schema, params, &Params { data: Vec::new(), info: Vec::new() }, capacity)
+    }
+
+    /// [`Runner::new`] for a step that also reads and updates the optimizer state `state`.
+    pub fn with_state(
+        func: Function,
+        schema: &Schema,
+        params: &Params,
+        state: &Params,
+        capacity: usize,
+    ) -> Result<Runner, RunError> {
         let updated: Vec<_> = func.results.iter().filter_map(|r| r.update).collect();
         let mut slots = Vec::with_capacity(func.args.len());
-        let mut last_offset = 0;
+        let (mut last_offset, mut last_state) = (0, 0);
         for (i, a) in func.args.iter().enumerate() {
             let slot = match &a.kind {
                 ArgKind::Input => Slot::Input(
@@ -151,9 +183,19 @@ impl Runner {
                     let update = updated.iter().any(|u| u.index() == i);
                     Slot::Param { offset: info.offset, len: info.len, update }
                 }
-                ArgKind::Hyper if a.name == "lr" => Slot::Lr,
-                ArgKind::Hyper => {
-                    return Err(RunError::Call(format!("the compiled step takes an unknown setting `{}`", a.name)));
+                ArgKind::Hyper => Slot::Hyper(HyperKey::of(&a.name).ok_or_else(|| {
+                    RunError::Call(format!("the compiled step takes an unknown setting `{}`", a.name))
+                })?),
+                ArgKind::State => {
+                    let info = state.info(&a.name).ok_or_else(|| {
+                        RunError::Call(format!("optimizer state {} is not in the state slab", a.name))
+                    })?;
+                    assert!(info.offset >= last_state, "states of {} are not in slab order", func.name);
+                    last_state = info.offset + info.len;
+                    if !updated.iter().any(|u| u.index() == i) {
+                        return Err(RunError::Call(format!("optimizer state {} is read but never updated", a.name)));
+                    }
+                    Slot::State { offset: info.offset, len: info.len }
                 }
             };
             slots.push(slot);
@@ -176,6 +218,7 @@ impl Runner {
             results,
             buffers,
             capacity,
+            state_len: last_state,
             threads: 0,
             compiled: Vec::new(),
             args_store: Vec::with_capacity(nargs),
@@ -224,24 +267,53 @@ impl Runner {
         self.results[i].1
     }
 
-    /// Runs the function on the `batch.rows` examples gathered in `batch`.
+    /// Runs the function on the `batch.rows` examples gathered in `batch`, with learning
+    /// rate `lr` (and no optimizer state).
     pub fn run(&mut self, batch: &Batch, slab: Slab<'_>, lr: f32) -> Result<(), RunError> {
+        self.run_step(batch, slab, &mut [], &Hypers::lr(lr))
+    }
+
+    /// Runs the function on the `batch.rows` examples gathered in `batch`: params from
+    /// `slab`, optimizer state from `state` (updated in place), settings from `hypers`.
+    pub fn run_step(
+        &mut self,
+        batch: &Batch,
+        slab: Slab<'_>,
+        state: &mut [f32],
+        hypers: &Hypers,
+    ) -> Result<(), RunError> {
         let rows = batch.rows;
         assert!(rows <= self.capacity, "minibatch of {rows} rows exceeds capacity {}", self.capacity);
+        if state.len() < self.state_len {
+            return Err(RunError::Call(format!(
+                "{} needs {} floats of optimizer state, given {}",
+                self.func.name,
+                self.state_len,
+                state.len()
+            )));
+        }
         self.prepare(rows)?;
-        let lr = [lr];
         let mut args: Vec<Arg<'_>> = recycle(std::mem::take(&mut self.args_store));
         let (shared, mut rest, mutable): (&[f32], &mut [f32], bool) = match slab {
             Slab::Shared(s) => (s, &mut [], false),
             Slab::Mut(m) => (&[], m, true),
         };
         let mut consumed = 0;
+        let (mut state_rest, mut state_consumed) = (state, 0);
+        let width = batch.label_width;
         for slot in &self.slots {
             args.push(match *slot {
                 Slot::Input(i) => Arg::F32(&batch.inputs[i][..rows * batch.lens[i].1]),
                 Slot::ClassLabel => Arg::I32(&batch.classes[..rows]),
-                Slot::RealLabel => Arg::F32(&batch.reals[..rows]),
-                Slot::Lr => Arg::F32(&lr),
+                Slot::RealLabel => Arg::F32(&batch.reals[..rows * width]),
+                Slot::Hyper(k) => Arg::F32(std::slice::from_ref(&hypers.values[k as usize])),
+                Slot::State { offset, len } => {
+                    let (_, tail) = std::mem::take(&mut state_rest).split_at_mut(offset - state_consumed);
+                    let (s, tail) = tail.split_at_mut(len);
+                    state_rest = tail;
+                    state_consumed = offset + len;
+                    Arg::F32Mut(s)
+                }
                 Slot::Param { offset, len, update } if mutable => {
                     let (_, tail) = std::mem::take(&mut rest).split_at_mut(offset - consumed);
                     let (p, tail) = tail.split_at_mut(len);
@@ -303,7 +375,8 @@ mod tests {
         let data = Dataset {
             path: "t".into(),
             feature_names: vec!["p".into(), "q".into(), "r".into()],
-            label_name: Some("label".into()),
+            label_names: vec!["label".into()],
+            label_width: 1,
             n_features: 3,
             rows: 3,
             features: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],

@@ -26,8 +26,19 @@ pub struct InputSpec {
 pub enum LabelKind {
     /// `label y : class(K)`: an `i32` class index in `0..K`.
     Class(usize),
-    /// `label y` / `label y[1]`: one real number per example.
-    Real,
+    /// `label y` (1), `label y[k]` (k), `label y[a, b]` (a·b): real numbers per example, one
+    /// data column each (row-major).
+    Real(usize),
+}
+
+impl LabelKind {
+    /// Data columns per example: 1 for a class label.
+    pub fn width(self) -> usize {
+        match self {
+            LabelKind::Class(_) => 1,
+            LabelKind::Real(k) => k,
+        }
+    }
 }
 
 /// The label declaration.
@@ -57,8 +68,8 @@ impl fmt::Display for SchemaError {
 impl std::error::Error for SchemaError {}
 
 impl Schema {
-    /// The inputs and label of `func`. A model may declare at most one label, and a real
-    /// label must hold one number (a CSV row has one label column).
+    /// The inputs and label of `func`. A model may declare at most one label (a real label
+    /// of `k` elements takes `k` columns).
     pub fn of(func: &Function) -> Result<Schema, SchemaError> {
         let mut inputs = Vec::new();
         let mut offset = 0;
@@ -82,15 +93,8 @@ impl Schema {
             Some(a) => {
                 let kind = match a.kind {
                     ArgKind::Label { classes: Some(k) } => LabelKind::Class(k),
-                    ArgKind::Label { classes: None } if a.ty.shape.example_len() == 1 => LabelKind::Real,
-                    ArgKind::Label { classes: None } => {
-                        return Err(SchemaError(format!(
-                            "label {} has {} elements per example; a data file has one label column",
-                            a.name,
-                            a.ty.shape.example_len()
-                        )));
-                    }
-                    ArgKind::Input | ArgKind::Param { .. } | ArgKind::Hyper => {
+                    ArgKind::Label { classes: None } => LabelKind::Real(a.ty.shape.example_len()),
+                    ArgKind::Input | ArgKind::Param { .. } | ArgKind::Hyper | ArgKind::State => {
                         unreachable!("Function::labels yields only labels")
                     }
                 };
@@ -126,7 +130,7 @@ impl Schema {
     pub fn classes(&self) -> Option<usize> {
         match self.label.as_ref()?.kind {
             LabelKind::Class(k) => Some(k),
-            LabelKind::Real => None,
+            LabelKind::Real(_) => None,
         }
     }
 }
@@ -162,7 +166,10 @@ mod tests {
     #[test]
     fn real_and_missing_labels() {
         let s = Schema::of(&model(Some(ArgKind::Label { classes: None }))).unwrap();
-        assert_eq!(s.label.unwrap().kind, LabelKind::Real);
+        assert_eq!(s.label.unwrap().kind, LabelKind::Real(1));
+        let mut wide = model(None);
+        wide.add_arg("t", ArgKind::Label { classes: None }, Type::f32(Shape::batched([3])), Span::NONE);
+        assert_eq!(Schema::of(&wide).unwrap().label.unwrap().kind.width(), 3);
         assert_eq!(Schema::of(&model(None)).unwrap().label, None);
     }
 

@@ -79,7 +79,8 @@ mod tests {
         Dataset {
             path: "t.csv".into(),
             feature_names: (0..n_features).map(|i| format!("f{i}")).collect(),
-            label_name: None,
+            label_names: Vec::new(),
+            label_width: 1,
             n_features,
             rows: features.len() / n_features,
             features,

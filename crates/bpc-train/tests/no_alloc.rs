@@ -79,7 +79,8 @@ fn the_step_loop_adds_no_allocations() {
     let data = Dataset {
         path: "t.csv".into(),
         feature_names: (0..4).map(|i| format!("f{i}")).collect(),
-        label_name: Some("label".into()),
+        label_names: vec!["label".into()],
+        label_width: 1,
         n_features: 4,
         rows: n,
         features: (0..n * 4).map(|i| (i as f32 * 0.37).sin()).collect(),

@@ -1,0 +1,668 @@
+//! End-to-end tests of `bpc train` and `bpc predict` as a practitioner uses them: every
+//! optimizer and schedule, early stopping and validation splits, column selection, data as
+//! people publish it and bad data stopped before training, the final confusion matrix and
+//! regression metrics, checkpoints (metadata, Python's `safetensors`, Ctrl-C and resuming,
+//! `--save-every`, another model's checkpoint), determinism, and regression on diabetes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bpc(args: &[&str]) -> Output {
+    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("bpc");
+    cmd.current_dir(root()).args(args);
+    cmd.output().expect("bpc runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and expects success; returns (stdout, stderr).
+fn ok(args: &[&str]) -> (String, String) {
+    let o = bpc(args);
+    assert!(o.status.success(), "bpc {args:?} failed:\n{}", stderr(&o));
+    (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o))
+}
+
+/// Runs and expects the exit status `code` without a panic; returns stderr.
+fn fails_with(code: i32, args: &[&str]) -> String {
+    let o = bpc(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "bpc {args:?} should exit with {code}:\n{err}");
+    assert!(!err.contains("panicked"), "bpc {args:?} panicked:\n{err}");
+    err
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bpc-train-cli-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `train ... --json --quiet`: the epoch objects and the `done` object.
+fn train_json(args: &[&str]) -> (Vec<Value>, Value) {
+    let mut all = vec!["train"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", "--quiet"]);
+    let (out, _) = ok(&all);
+    let mut lines: Vec<Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let done = lines.pop().expect("a done line");
+    assert_eq!(done["done"], Value::Bool(true), "{done}");
+    (lines, done)
+}
+
+const IRIS: [&str; 8] = [
+    "examples/iris.bp",
+    "--data",
+    "examples/data/iris_train.csv",
+    "--val",
+    "examples/data/iris_test.csv",
+    "--standardize",
+    "--batch",
+    "16",
+];
+
+/// iris with `extra` flags (60 epochs unless they say otherwise).
+fn iris_with(extra: &[&str]) -> (Vec<Value>, Value) {
+    let mut args = IRIS.to_vec();
+    args.extend_from_slice(extra);
+    if !extra.contains(&"--epochs") {
+        args.extend_from_slice(&["--epochs", "60"]);
+    }
+    train_json(&args)
+}
+
+// ---------------------------------------------------------------- training
+
+#[test]
+fn every_optimizer_and_schedule_trains_iris() {
+    for extra in [
+        &["--lr", "0.1"][..],
+        &["--optimizer", "momentum", "--lr", "0.02"],
+        &["--optimizer", "momentum", "--momentum", "0.8", "--nesterov", "--lr", "0.02"],
+        &["--optimizer", "adam", "--lr", "0.01"],
+        &["--optimizer", "adam", "--beta1", "0.8", "--beta2", "0.99", "--eps", "1e-6", "--weight-decay", "1e-4"],
+        &["--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.01"],
+        &["--lr", "0.2", "--weight-decay", "1e-3", "--lr-schedule", "cosine"],
+        &["--optimizer", "adam", "--lr", "0.02", "--lr-schedule", "step:20:0.5"],
+    ] {
+        let (epochs, done) = iris_with(extra);
+        assert_eq!(epochs.len(), 60, "{extra:?}");
+        let acc = done["val_accuracy"].as_f64().unwrap();
+        eprintln!("iris {extra:?}: validation accuracy {acc}");
+        assert!(acc >= 0.9, "{extra:?}: validation accuracy {acc}");
+        assert!(epochs[59]["train_loss"].as_f64() < epochs[0]["train_loss"].as_f64(), "{extra:?}");
+    }
+}
+
+#[test]
+fn flags_that_do_not_apply_are_usage_errors() {
+    let data = ["train", "examples/iris.bp", "--data", "examples/data/iris_train.csv"];
+    for (extra, want) in [
+        (&["--beta1", "0.9"][..], "--beta1 applies to --optimizer adam and adamw, not to --optimizer sgd"),
+        (
+            &["--optimizer", "adam", "--momentum", "0.9"],
+            "--momentum applies to --optimizer momentum, not to --optimizer adam",
+        ),
+        (&["--nesterov"], "--nesterov applies to --optimizer momentum, not to --optimizer sgd"),
+        (
+            &["--optimizer", "momentum", "--momentum", "1"],
+            "expected a number from 0 up to (not including) 1, found `1`",
+        ),
+        (&["--optimizer", "adam", "--eps", "0"], "expected a positive finite number, found `0`"),
+        (&["--weight-decay", "-1"], "expected a finite number, 0 or more, found `-1`"),
+        (&["--lr-schedule", "step:0:0.5"], "expected constant, step:EPOCHS:FACTOR (e.g. step:10:0.5) or cosine"),
+        (&["--val-split", "1.5"], "expected a fraction between 0 and 1 (e.g. 0.2), found `1.5`"),
+        (&["--val-split", "0.2", "--val", "examples/data/iris_test.csv"], "cannot be used with"),
+        (&["--save-every", "2"], "--save <P.safetensors>"),
+        (&["--optimizer", "rmsprop"], "invalid value 'rmsprop' for '--optimizer <OPTIMIZER>'"),
+    ] {
+        let mut args = data.to_vec();
+        args.extend_from_slice(extra);
+        let err = fails_with(2, &args);
+        assert!(err.contains(want), "{extra:?}:\n{err}");
+    }
+    let mut args = data.to_vec();
+    args.extend_from_slice(&["--patience", "3"]);
+    let err = fails_with(2, &args);
+    assert!(err.contains("--patience stops on the validation loss: give --val or --val-split"), "{err}");
+}
+
+/// y = 3x − 1 to train on, validation from y = −3x + 1: fitting one moves away from the other.
+fn lines(s: &Scratch) -> (String, String, String) {
+    let model =
+        s.file("lin.bp", "input x\nlabel y\nparam w = 0.5\nparam b = 0\np = w * x + b\nloss mse(p, y)\noutput p\n");
+    let csv = |slope: f64, n: usize| {
+        (0..n).fold("x,y\n".to_string(), |t, i| {
+            let x = i as f64 / n as f64 * 2.0 - 1.0;
+            t + &format!("{x},{}\n", slope * x - slope / 3.0)
+        })
+    };
+    (model, s.file("train.csv", &csv(3.0, 32)), s.file("val.csv", &csv(-3.0, 16)))
+}
+
+#[test]
+fn early_stopping_keeps_the_best_epoch() {
+    let s = Scratch::new("patience");
+    let (model, train, val) = lines(&s);
+    let (epochs, done) =
+        train_json(&[&model, "--data", &train, "--val", &val, "--lr", "0.05", "--epochs", "50", "--patience", "3"]);
+    assert_eq!(done["stop"], "early_stopping", "{done}");
+    let best = done["best_epoch"].as_u64().unwrap() as usize;
+    assert_eq!(epochs.len(), best + 3);
+    let losses: Vec<f64> = epochs.iter().map(|e| e["val_loss"].as_f64().unwrap()).collect();
+    assert!(losses[best..].iter().all(|&l| l >= losses[best - 1]), "{losses:?}");
+    // The kept params give the best epoch's validation loss: R² of the final metrics agrees.
+    assert!(done["r2"].is_number() && done["metrics_on"] == "validation", "{done}");
+}
+
+#[test]
+fn a_validation_split_is_held_out() {
+    let (out, err) = ok(&[
+        "train",
+        "examples/iris.bp",
+        "--data",
+        "examples/data/iris_train.csv",
+        "--val-split",
+        "0.25",
+        "--standardize",
+        "--epochs",
+        "3",
+    ]);
+    assert!(out.is_empty());
+    assert!(
+        err.starts_with("training iris: 131 params, 90 examples, 30 validation, batch 32, sgd lr 0.01, 3 epochs"),
+        "{err}"
+    );
+    assert!(err.contains("val acc"), "{err}");
+}
+
+// ---------------------------------------------------------------- data
+
+#[test]
+fn features_choose_and_order_the_columns() {
+    // An id column and a free-text column, the label first, features in another order.
+    let s = Scratch::new("features");
+    let rewrite = |file: &str| -> String {
+        let text = std::fs::read_to_string(root().join("examples/data").join(file)).unwrap();
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let f: Vec<&str> = l.split(',').collect();
+                if i == 0 {
+                    format!("id,label,note,{},{},{},{}\n", f[3], f[2], f[1], f[0])
+                } else {
+                    format!("r{i},{},\"free, text\",{},{},{},{}\n", f[4], f[3], f[2], f[1], f[0])
+                }
+            })
+            .collect()
+    };
+    let (train, test) =
+        (s.file("train.csv", &rewrite("iris_train.csv")), s.file("test.csv", &rewrite("iris_test.csv")));
+    let features = "sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm";
+    let ck = s.path("p.safetensors");
+    let (_, done) = train_json(&[
+        "examples/iris.bp",
+        "--data",
+        &train,
+        "--val",
+        &test,
+        "--features",
+        features,
+        "--standardize",
+        "--lr",
+        "0.1",
+        "--batch",
+        "16",
+        "--epochs",
+        "60",
+        "--save",
+        &ck,
+    ]);
+    assert!(done["val_accuracy"].as_f64().unwrap() >= 0.9, "{done}");
+    // predict takes the checkpoint's feature columns.
+    let (out, err) = ok(&["predict", "examples/iris.bp", "--params", &ck, "--data", &test]);
+    assert_eq!(out.lines().count(), 31);
+    let acc: f64 = err.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(acc >= 0.9, "{err}");
+    let err = fails_with(1, &["train", "examples/iris.bp", "--data", &train, "--features", "sepal_length_cm,petals"]);
+    assert!(
+        err.contains(&format!("{train}:1:1: no column named `petals` for --features (the columns are: id, label")),
+        "{err}"
+    );
+}
+
+#[test]
+fn csv_files_as_people_publish_them_load() {
+    // A byte-order mark, CRLF, quoted header and fields, spaces around values, blank lines at the end.
+    let s = Scratch::new("quirks");
+    let text = std::fs::read_to_string(root().join("examples/data/iris_train.csv")).unwrap();
+    let mut out = String::from("\u{feff}");
+    for (i, l) in text.lines().enumerate() {
+        let f: Vec<String> = l.split(',').map(|x| if i == 0 { format!("\"{x}\"") } else { format!(" {x} ") }).collect();
+        out += &(f.join(",") + "\r\n");
+    }
+    out += "\r\n\r\n";
+    let file = s.file("published.csv", &out);
+    let (epochs, _) =
+        train_json(&["examples/iris.bp", "--data", &file, "--standardize", "--lr", "0.1", "--epochs", "20"]);
+    assert!(epochs[19]["train_accuracy"].as_f64().unwrap() > 0.9, "{:?}", epochs[19]);
+}
+
+#[test]
+fn bad_data_stops_before_training_naming_file_line_and_column() {
+    let s = Scratch::new("bad-data");
+    let header = "sepal_length_cm,sepal_width_cm,petal_length_cm,petal_width_cm,label\n";
+    for (name, rows, want) in [
+        (
+            "missing.csv",
+            "5.1,3.5,1.4,0.2,0\n4.9,NA,1.4,0.2,1\n",
+            ":3:5: expected a number in column `sepal_width_cm`, found `NA`, a missing value",
+        ),
+        (
+            "empty_field.csv",
+            "5.1,3.5,,0.2,0\n",
+            ":2:9: expected a number in column `petal_length_cm`, found an empty field",
+        ),
+        (
+            "text.csv",
+            "5.1,3.5,1.4,0.2,0\n5.1,3.5,1.4,wide,0\n",
+            ":3:13: expected a number in column `petal_width_cm`, found `wide`",
+        ),
+        ("ragged.csv", "5.1,3.5,1.4,0.2,0,7\n", ":2:19: expected 5 fields as in the header, found 6"),
+        (
+            "class.csv",
+            "5.1,3.5,1.4,0.2,0\n5.1,3.5,1.4,0.2,-1\n",
+            ":3:17: class label `-1` is out of range: expected 0 to 2 for class(3)",
+        ),
+        (
+            "names.csv",
+            "5.1,3.5,1.4,0.2,ant\n5.1,3.5,1.4,0.2,bee\n5.1,3.5,1.4,0.2,cow\n5.1,3.5,1.4,0.2,doe\n",
+            ":5:17: `doe` would be class name number 4, but the label is class(3)",
+        ),
+    ] {
+        let path = s.file(name, &format!("{header}{rows}"));
+        let err =
+            fails_with(1, &["train", "examples/iris.bp", "--data", &path, "--save", &s.path("never.safetensors")]);
+        assert!(err.contains(&format!("{path}{want}")), "{name}:\n{err}");
+        assert!(!err.contains("training iris"), "{name}: training started:\n{err}");
+    }
+    let wide = s.file("wide.csv", "a,b,c,label\n1,2,3,0\n");
+    let err = fails_with(1, &["train", "examples/iris.bp", "--data", &wide]);
+    assert!(
+        err.contains(&format!("{wide}:1:1: the model's inputs (x[4]) take 4 columns per example, but the file has 3 columns besides the label column `label`")),
+        "{err}"
+    );
+    // The validation file must use the training set's classes.
+    let names = |ys: &[&str]| ys.iter().fold(header.to_string(), |t, y| t + &format!("5.1,3.5,1.4,0.2,{y}\n"));
+    let (train, val) =
+        (s.file("n_train.csv", &names(&["ant", "bee", "cow"])), s.file("n_val.csv", &names(&["bee", "elk"])));
+    let err = fails_with(1, &["train", "examples/iris.bp", "--data", &train, "--val", &val]);
+    assert!(
+        err.contains(&format!("{val}:3:17: unknown class `elk`; the training data has classes ant, bee, cow")),
+        "{err}"
+    );
+    assert!(!Path::new(&s.path("never.safetensors")).exists());
+}
+
+// ---------------------------------------------------------------- output
+
+#[test]
+fn the_confusion_matrix_closes_a_classification_run() {
+    let s = Scratch::new("confusion");
+    let plot = s.path("curve.svg");
+    let (_, err) = ok(&[
+        "train",
+        "examples/iris.bp",
+        "--data",
+        "examples/data/iris_train.csv",
+        "--val",
+        "examples/data/iris_test.csv",
+        "--standardize",
+        "--lr",
+        "0.1",
+        "--batch",
+        "16",
+        "--epochs",
+        "40",
+        "--plot",
+        &plot,
+    ]);
+    assert!(err.contains("on the validation data: confusion matrix (30 examples, accuracy "), "{err}");
+    assert!(err.contains("true \\ predicted  0  1  2  recall\n0                10  0  0  1.0000\n"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("epoch ")).count(), 40, "one summary line per epoch:\n{err}");
+    let (_, done) = iris_with(&["--lr", "0.1"]);
+    let m: Vec<Vec<u64>> = serde_json::from_value(done["confusion"].clone()).unwrap();
+    assert_eq!(m.iter().flatten().sum::<u64>(), 30);
+    let right: u64 = (0..3).map(|i| m[i][i]).sum();
+    assert_eq!(right as f64, (done["val_accuracy"].as_f64().unwrap() * 30.0).round());
+    // The plot: loss and accuracy panels with train and validation curves, drawn by plotters.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg width=\"1000\" height=\"420\""), "{}", &svg[..100]);
+    for text in ["train loss", "validation loss", "train accuracy", "validation accuracy"] {
+        assert!(svg.contains(text), "no {text} in the plot");
+    }
+}
+
+#[test]
+fn diabetes_regression_reaches_r2_of_04_and_predicts() {
+    let s = Scratch::new("diabetes");
+    let ck = s.path("d.safetensors");
+    let preds = s.path("pred.csv");
+    let (epochs, done) = train_json(&[
+        "examples/diabetes.bp",
+        "--data",
+        "examples/data/diabetes_train.csv",
+        "--val",
+        "examples/data/diabetes_test.csv",
+        "--standardize",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "100",
+        "--save",
+        &ck,
+    ]);
+    let (r2, rmse) = (done["r2"].as_f64().unwrap(), done["rmse"].as_f64().unwrap());
+    eprintln!("diabetes: test R² {r2}, RMSE {rmse}, {} examples/s", epochs[99]["examples_per_s"]);
+    assert!(r2 >= 0.4, "test R² {r2}");
+    assert!(epochs.iter().all(|e| e["train_accuracy"].is_null()), "no accuracy for real labels");
+    assert!((rmse * rmse - epochs[99]["val_loss"].as_f64().unwrap()).abs() < 1e-3 * rmse * rmse, "{done}");
+    let (_, err) = ok(&[
+        "predict",
+        "examples/diabetes.bp",
+        "--params",
+        &ck,
+        "--data",
+        "examples/data/diabetes_test.csv",
+        "--out",
+        &preds,
+    ]);
+    assert!(err.starts_with(&format!("R² {r2:.4}  RMSE {rmse:.4} on 88 examples")), "{err}");
+    let text = std::fs::read_to_string(&preds).unwrap();
+    assert_eq!(text.lines().next(), Some("output_0"));
+    let p: Vec<f64> = text.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    assert_eq!(p.len(), 88);
+    assert!(p.iter().all(|x| x.is_finite()), "{p:?}");
+}
+
+#[test]
+fn a_label_of_several_columns_is_a_vector_target() {
+    let s = Scratch::new("vector-label");
+    let model = s.file(
+        "two.bp",
+        "input x[2]\nlabel t[2]\nparam W[2, 2] = 0\nparam b[2] = 0\np = W @ x + b\nloss mse(p, t)\noutput p\n",
+    );
+    let data = (0..64).fold("t1,a,b,t0\n".to_string(), |t, i| {
+        let (a, b) = ((i % 8) as f64 / 4.0 - 1.0, (i / 8) as f64 / 4.0 - 1.0);
+        t + &format!("{},{a},{b},{}\n", a - b, 2.0 * a + b + 1.0)
+    });
+    let file = s.file("d.csv", &data);
+    let ck = s.path("p.safetensors");
+    let (_, done) = train_json(&[
+        &model,
+        "--data",
+        &file,
+        "--label",
+        "t0,t1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "80",
+        "--batch",
+        "8",
+        "--save",
+        &ck,
+    ]);
+    assert!(done["r2"].as_f64().unwrap() > 0.999, "{done}");
+    let (out, err) = ok(&["predict", &model, "--params", &ck, "--data", &file, "--label", "t0,t1"]);
+    assert_eq!(out.lines().next(), Some("output_0,output_1"));
+    let r2: f64 = err.split_whitespace().nth(1).and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    assert!(r2 > 0.999, "{err}");
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+#[test]
+fn checkpoints_carry_metadata_and_optimizer_state_and_load_in_python() {
+    let s = Scratch::new("meta");
+    let ck = s.path("iris.safetensors");
+    iris_with(&["--optimizer", "adam", "--lr", "0.01", "--epochs", "5", "--save", &ck]);
+    let model = bpc::Model::load(root().join("examples/iris.bp")).unwrap();
+    let (params, meta, state) =
+        bpc::train::checkpoint::load_with_state(Path::new(&ck), &model.func, Some(bpc::autodiff::Optimizer::Adam))
+            .unwrap();
+    assert_eq!(params.len(), 4);
+    assert_eq!((meta.model_hash.clone(), meta.epochs, meta.examples), (model.hash(), 5, 0));
+    assert_eq!(meta.standardizer.as_ref().map(|s| s.len()), Some(4));
+    assert_eq!((meta.optimizer.as_deref(), meta.optimizer_steps), (Some("adam"), 5 * 8));
+    let state = state.expect("adam state");
+    assert_eq!(state.slab.info.iter().map(|i| i.name.as_str()).collect::<Vec<_>>()[..2], ["exp_avg.W1", "exp_avg.b1"]);
+    assert!(state.slab.data.iter().any(|&x| x != 0.0));
+
+    let python = Command::new("python3").args(["-c", "import safetensors.numpy"]).output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "skipped: Python's safetensors (and numpy) are not installed, so the checkpoint is not read from Python"
+        );
+        return;
+    }
+    let script = s.file(
+        "read.py",
+        "import json, sys\n\
+         from safetensors import safe_open\n\
+         from safetensors.numpy import load_file\n\
+         t = load_file(sys.argv[1])\n\
+         with safe_open(sys.argv[1], framework='np') as f:\n    meta = f.metadata()\n\
+         print(json.dumps({'shapes': {k: list(v.shape) for k, v in t.items()}, 'dtype': str(t['W1'].dtype),\n\
+             'W1': float(t['W1'][0, 0]), 'meta': meta}))\n",
+    );
+    let o = Command::new("python3").args([script.as_str(), ck.as_str()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["shapes"]["W1"], serde_json::json!([16, 4]));
+    assert_eq!(j["shapes"]["optimizer.exp_avg_sq.b2"], serde_json::json!([3]));
+    assert_eq!(j["dtype"], "float32");
+    assert_eq!(j["W1"].as_f64().unwrap(), f64::from(params.get("W1").unwrap()[0]));
+    let m = &j["meta"];
+    assert_eq!((m["bpc.model_hash"].as_str(), m["bpc.epochs"].as_str()), (Some(model.hash().as_str()), Some("5")));
+    assert_eq!((m["bpc.optimizer"].as_str(), m["bpc.optimizer.steps"].as_str()), (Some("adam"), Some("40")));
+    let mean: Vec<f64> = serde_json::from_str(m["bpc.standardize.mean"].as_str().unwrap()).unwrap();
+    assert_eq!(mean.len(), 4);
+    eprintln!("Python's safetensors read the checkpoint: {}", j["shapes"]);
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_rejected_naming_the_params() {
+    let s = Scratch::new("other-model");
+    let ck = s.path("iris.safetensors");
+    iris_with(&["--lr", "0.1", "--epochs", "2", "--save", &ck]);
+    let src = std::fs::read_to_string(root().join("examples/iris.bp")).unwrap();
+    let narrow = s.file(
+        "narrow.bp",
+        &src.replace("W1[16, 4]", "W1[8, 4]").replace("b1[16]", "b1[8]").replace("W2[3, 16]", "W2[3, 8]"),
+    );
+    for cmd in ["train", "predict"] {
+        let flag = if cmd == "train" { "--init" } else { "--params" };
+        let err = fails_with(1, &[cmd, &narrow, "--data", "examples/data/iris_train.csv", flag, &ck]);
+        assert!(
+            err.contains(&format!(
+                "{ck}: does not fit the model: param W1 has shape [16, 4] in the checkpoint but [8, 4] in the model; \
+                 param b1 has shape [16] in the checkpoint but [8] in the model; \
+                 param W2 has shape [3, 16] in the checkpoint but [3, 8] in the model"
+            )),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_saves_and_the_run_resumes_from_the_checkpoint() {
+    let s = Scratch::new("ctrl-c");
+    let ck = s.path("digits.safetensors");
+    let args = [
+        "train",
+        "examples/digits.bp",
+        "--data",
+        "examples/data/digits_train.csv",
+        "--val",
+        "examples/data/digits_test.csv",
+        "--standardize",
+        "--optimizer",
+        "adam",
+        "--batch",
+        "16",
+        "--epochs",
+        "100000",
+        "--json",
+        "--save",
+        &ck,
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bpc"))
+        .current_dir(root())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"epoch\":1,"), "{first}");
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let (mut rest, mut err) = (String::new(), String::new());
+    stdout.read_to_string(&mut rest).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("interrupt: finishing this step, then saving"), "{err}");
+    assert!(err.contains(&format!("saved {ck} (resume with --init {ck})")), "{err}");
+
+    let model = bpc::Model::load(root().join("examples/digits.bp")).unwrap();
+    let (_, meta, state) =
+        bpc::train::checkpoint::load_with_state(Path::new(&ck), &model.func, Some(bpc::autodiff::Optimizer::Adam))
+            .unwrap();
+    let state = state.expect("adam state saved on Ctrl-C");
+    let steps_per_epoch = 1438usize.div_ceil(16) as u64;
+    assert!(meta.epochs >= 1 && meta.examples < 1438, "{meta:?}");
+    assert_eq!(state.steps, meta.epochs as u64 * steps_per_epoch + meta.examples.div_ceil(16) as u64);
+    let resume_to = (meta.epochs + 2).to_string();
+    let mut resume = args.to_vec();
+    resume[12] = &resume_to;
+    resume.extend_from_slice(&["--init", &ck, "--quiet"]);
+    let (out, _) = ok(&resume);
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["epoch"].as_u64(), Some(meta.epochs as u64 + 1), "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
+    let acc = lines[2]["val_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "{acc}");
+    let (_, err) = ok(&["predict", "examples/digits.bp", "--params", &ck, "--data", "examples/data/digits_test.csv"]);
+    let predicted: f64 = err.split_whitespace().nth(1).and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(predicted, (acc * 1e4).round() / 1e4, "{err}");
+    // Resuming a finished run asks for more epochs.
+    let done = (meta.epochs + 2).to_string();
+    let err = fails_with(
+        1,
+        &["train", "examples/digits.bp", "--data", "examples/data/digits_train.csv", "--init", &ck, "--epochs", &done],
+    );
+    assert!(err.contains(&format!("{ck} has already done {done} epochs: give --epochs more than {done}")), "{err}");
+}
+
+#[test]
+fn save_every_keeps_the_last_good_checkpoint_when_training_diverges() {
+    let s = Scratch::new("save-every");
+    let (model, train, _) = lines(&s);
+    let ck = s.path("p.safetensors");
+    // The learning rate grows 100-fold every epoch until the run diverges.
+    let err = fails_with(
+        1,
+        &[
+            "train",
+            &model,
+            "--data",
+            &train,
+            "--lr",
+            "0.001",
+            "--lr-schedule",
+            "step:1:100",
+            "--batch",
+            "4",
+            "--epochs",
+            "20",
+            "--save",
+            &ck,
+            "--save-every",
+            "1",
+            "--quiet",
+        ],
+    );
+    let at = err.find("epoch ").unwrap_or_else(|| panic!("{err}"));
+    let epoch: usize = err[at + 6..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    assert!(err.contains("training diverged") && epoch >= 3, "{err}");
+    let m = bpc::Model::load(&model).unwrap();
+    let (params, meta) = bpc::train::checkpoint::load(Path::new(&ck), &m.func).unwrap();
+    assert_eq!(meta.epochs, epoch - 1, "the checkpoint of the last good epoch");
+    assert!(params.data.iter().all(|x| x.is_finite()), "{:?}", params.data);
+}
+
+#[test]
+fn the_same_seed_and_threads_give_identical_losses() {
+    let run = |seed: &str| {
+        let (epochs, _) = train_json(&[
+            "examples/digits.bp",
+            "--data",
+            "examples/data/digits_train.csv",
+            "--val",
+            "examples/data/digits_test.csv",
+            "--standardize",
+            "--optimizer",
+            "adam",
+            "--epochs",
+            "4",
+            "--threads",
+            "2",
+            "--seed",
+            seed,
+        ]);
+        epochs.iter().map(|e| (e["train_loss"].to_string(), e["val_loss"].to_string())).collect::<Vec<_>>()
+    };
+    let first = run("3");
+    assert_eq!(first, run("3"));
+    assert_ne!(first, run("4"));
+}
