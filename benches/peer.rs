@@ -8,7 +8,7 @@
 //! cargo bench --bench peer -- scalar            # sigmoid neuron, value + 5 gradients: ns per call
 //! cargo bench --bench peer -- compile           # source text -> callable mnist train step: ms
 //! cargo bench --bench peer -- fused             # relu(a*b + c) over 16M floats: GB/s
-//! cargo bench --bench peer -- gemm --threads 2  # gemm 0.19 vs matrixmultiply at the MNIST shapes
+//! cargo bench --bench peer -- gemm --threads 2  # gemm 0.19, matrixmultiply, gemmkit at the MNIST shapes
 //! cargo bench --bench peer                      # all of the above, gemm at 1 thread
 //! ```
 //!
@@ -156,7 +156,8 @@ fn mnist_products(b: usize) -> [Product; 5] {
     ]
 }
 
-/// GFLOP/s of `gemm` 0.19 (AVX-512 kernels) and `matrixmultiply` on every MNIST product at
+/// GFLOP/s of `gemm` 0.19 (AVX-512 kernels), `matrixmultiply` and `gemmkit` (what
+/// bpc-codegen calls, packing into a reused workspace) on every MNIST product at
 /// batches 1, 32, 128 and 1024, on `threads` threads. matrixmultiply takes its thread count
 /// from `MATMUL_NUM_THREADS` at its first call (`main` sets it from `--threads`).
 fn gemm_compare(threads: usize) {
@@ -214,7 +215,32 @@ fn gemm_compare(threads: usize) {
             };
             let reps = reps_for(Duration::from_millis(40), &mut run_mm);
             let t_mm = median_per_call(7, reps, run_mm);
-            for (lib, t) in [("gemm", t_gemm), ("matrixmultiply", t_mm)] {
+            let kit_par = if threads > 1 { gemmkit::Parallelism::Rayon(threads) } else { gemmkit::Parallelism::Serial };
+            let mut kit_ws = gemmkit::Workspace::new();
+            let mut run_kit = || unsafe {
+                // SAFETY: as above; `kit_ws` is this thread's own packing memory.
+                gemmkit::gemm_unchecked_with(
+                    &mut kit_ws,
+                    p.m,
+                    p.k,
+                    p.n,
+                    1.0f32,
+                    lhs.as_ptr(),
+                    p.lhs.0,
+                    p.lhs.1,
+                    rhs.as_ptr(),
+                    p.rhs.0,
+                    p.rhs.1,
+                    0.0,
+                    dst.as_mut_ptr(),
+                    p.n as isize,
+                    1,
+                    kit_par,
+                )
+            };
+            let reps = reps_for(Duration::from_millis(40), &mut run_kit);
+            let t_kit = median_per_call(7, reps, run_kit);
+            for (lib, t) in [("gemm", t_gemm), ("matrixmultiply", t_mm), ("gemmkit", t_kit)] {
                 println!(
                     "{}",
                     json!({

@@ -9,7 +9,7 @@ from common import DIGITS, MNIST, TRAIN_WORKLOADS, GEMM_BATCHES, mnist_products,
 TRAIN_PEERS = ["torch eager", "torch.compile", "JAX jit", "NumPy"]
 SCALAR_PEERS = ["JAX jit", "torch eager", "Python by hand"]
 FUSED_PEERS = ["NumPy", "JAX jit", "torch eager", "torch.compile"]
-GEMM_IMPLS = ["gemm", "matrixmultiply", "OpenBLAS"]
+GEMM_IMPLS = ["gemm", "matrixmultiply", "gemmkit", "OpenBLAS"]
 
 
 def flops_per_example(spec):
