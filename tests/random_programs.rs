@@ -164,7 +164,8 @@ fn check(src: &str, t: &mut Tally) -> Result<(), TestCaseError> {
                 let noise = &spread[r.value.index()];
                 for (i, (&a, &b)) in o0.iter().zip(o2).enumerate() {
                     let (a, b) = (f64::from(a), f64::from(b));
-                    if !((a - b).abs() <= 1e-5 * b.abs().max(1.0) + 4.0 * noise[i]) && !(a.is_nan() && b.is_nan()) {
+                    let agree = (a - b).abs() <= 1e-5 * b.abs().max(1.0) + 4.0 * noise[i] || (a.is_nan() && b.is_nan());
+                    if !agree {
                         return fail(src, format!("{}[{i}] is {a} at -O0 and {b} at -O2", r.name));
                     }
                 }
