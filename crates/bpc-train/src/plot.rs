@@ -53,6 +53,9 @@ fn panel(
         (false, true) => (lo.min(0.0), if hi > lo { hi * 1.05 } else { lo + 1.0 }),
         (false, false) => (0.0, 1.0),
     };
+    // No more x ticks than epochs, so every tick is a whole epoch (plotters would otherwise
+    // put ticks at half epochs, which a `{:.0}` label shows as two equal numbers).
+    let x_ticks = ((last - first) as usize + 1).min(8);
     let err = |e: &dyn std::fmt::Display| format!("cannot draw the {what} chart: {e}");
     let mut chart = ChartBuilder::on(area)
         .margin(12)
@@ -64,9 +67,9 @@ fn panel(
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(what)
-        .x_labels(8)
+        .x_labels(x_ticks)
         .y_labels(8)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.1}") })
         .y_label_formatter(&|y| short(*y))
         .draw()
         .map_err(|e| err(&e))?;
@@ -128,6 +131,31 @@ mod tests {
         assert!(svg.contains(r##"stroke="#1F77B4" stroke-width="2" points="68,53 277,212 ""##), "{svg}");
         for text in ["train loss", "validation loss", "train accuracy", "validation accuracy", "epoch"] {
             assert!(svg.contains(text), "no `{text}` in the plot");
+        }
+    }
+
+    /// The `<text>` contents of an SVG, in document order.
+    fn texts(svg: &str) -> Vec<&str> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| t.split_once('>')?.1.split_once("</text>"))
+            .map(|(t, _)| t.trim())
+            .collect()
+    }
+
+    #[test]
+    fn epoch_ticks_are_whole_and_distinct() {
+        for n in [2, 3, 5, 40] {
+            let runs: Vec<EpochReport> = (1..=n).map(|e| epoch(e, 1.0 / e as f64, None, None)).collect();
+            let svg = training_curves("t", &runs).unwrap();
+            let t = texts(&svg);
+            let at = t.iter().position(|&x| x == "epoch").unwrap();
+            let ticks: Vec<usize> = t[at + 1..].iter().filter_map(|x| x.parse().ok()).collect();
+            assert!(ticks.len() >= 2 && ticks.windows(2).all(|w| w[0] < w[1]), "{n} epochs: {ticks:?}");
+            assert!(ticks.iter().all(|&k| (1..=n).contains(&k)), "{n} epochs: {ticks:?}");
+            if n <= 8 {
+                assert_eq!(ticks, (1..=n).collect::<Vec<_>>());
+            }
         }
     }
 

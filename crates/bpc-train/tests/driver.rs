@@ -165,6 +165,89 @@ fn every_optimizer_matches_its_pytorch_form() {
     }
 }
 
+/// Three full-batch steps on one example (x = 2, y = 3, from w = 0.5, b = 0, lr 0.1), against
+/// numbers printed by PyTorch 2.15 (`torch.optim.SGD` / `Adam` / `AdamW`, float64). By hand,
+/// step 1: r = wx + b − y = −2, loss 4, g_w = 2rx = −8, g_b = 2r = −4;
+/// - momentum 0.8: v = g, w = 0.5 + 0.1·8 = 1.3, b = 0.4;
+/// - Adam β = (0.8, 0.9), ε = 0.1: m = 0.2g, s = 0.1g², so m/(1−β1) = g and
+///   sqrt(s)/sqrt(1−β2) = |g|: w = 0.5 + 0.1·8/(8 + 0.1) = 0.5987654 (ε after the bias-corrected
+///   root; ε inside the root, or before the correction, gives another number);
+/// - Adam, weight decay 0.5: g_w = −8 + 0.5·0.5 = −7.75, w = 0.5 + 0.1·7.75/7.85 = 0.5987261;
+/// - AdamW, weight decay 0.5: w = 0.5·(1 − 0.1·0.5) = 0.475 first (decoupled, lr·wd·w), then
+///   the Adam step of the undecayed gradient: 0.475 + 0.0987654 = 0.5737654.
+#[test]
+fn three_steps_match_pytorch() {
+    let f = model(LINEAR);
+    let data = dataset(1, vec![2.0], Labels::Real(vec![3.0]), 1);
+    let d = OptimizerConfig { beta1: 0.8, beta2: 0.9, eps: 0.1, ..OptimizerConfig::default() };
+    type Steps = [(f64, f64, f64); 3];
+    let cases: [(OptimizerConfig, Steps); 5] = [
+        (
+            OptimizerConfig { optimizer: Optimizer::Momentum { nesterov: false }, momentum: 0.8, ..d },
+            [(4.0, 1.3, 0.4), (0.0, 1.9400000000000002, 0.7200000000000001), (2.560000000000002, 1.812, 0.656)],
+        ),
+        (
+            OptimizerConfig {
+                optimizer: Optimizer::Momentum { nesterov: true },
+                momentum: 0.8,
+                weight_decay: 0.1,
+                ..d
+            },
+            [
+                (4.0, 1.931, 0.7200000000000001),
+                (2.5027239999999997, 1.266002, 0.39352000000000015),
+                (0.005546674575999965, 1.286526284, 0.4109440000000001),
+            ],
+        ),
+        (
+            OptimizerConfig { optimizer: Optimizer::Adam, ..d },
+            [
+                (4.0, 0.5987654320987654, 0.09756097560975611),
+                (2.9067118346917016, 0.6966592177885259, 0.1941670670582895),
+                (1.9951972052653342, 0.7929175862431024, 0.2890519621327844),
+            ],
+        ),
+        (
+            OptimizerConfig { optimizer: Optimizer::Adam, weight_decay: 0.5, ..d },
+            [
+                (4.0, 0.5987261146496815, 0.09756097560975611),
+                (2.9069799714342732, 0.6964794036735503, 0.19405253585546622),
+                (1.9965369442382146, 0.7923796714697344, 0.28858029736591495),
+            ],
+        ),
+        (
+            OptimizerConfig { optimizer: Optimizer::AdamW, weight_decay: 0.5, ..d },
+            [
+                (4.0, 0.5737654320987654, 0.09756097560975611),
+                (3.079702650710973, 0.6431737805376748, 0.18950556620190276),
+                (2.3230236896305314, 0.7079732518654825, 0.2756445891028528),
+            ],
+        ),
+    ];
+    for (o, want) in cases {
+        let cfg = TrainConfig { epochs: 3, batch: 1, lr: 0.1, optimizer: o, ..TrainConfig::default() };
+        let mut p = Params::init(&f, 0).unwrap();
+        let mut s = OptState::new(&f, o.optimizer);
+        let mut got = Vec::new();
+        train(&f, &mut p, &mut s, &data, None, &cfg, &mut |e, snap| {
+            got.push((
+                e.train_loss,
+                f64::from(snap.params.get("w").unwrap()[0]),
+                f64::from(snap.params.get("b").unwrap()[0]),
+            ));
+            Ok(())
+        })
+        .unwrap();
+        let name = o.optimizer.name();
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            close(g.0, w.0, 2e-6, &format!("{name} wd {}: loss of step {}", o.weight_decay, k + 1));
+            close(g.1, w.1, 1e-6, &format!("{name} wd {}: w after step {}", o.weight_decay, k + 1));
+            close(g.2, w.2, 1e-6, &format!("{name} wd {}: b after step {}", o.weight_decay, k + 1));
+        }
+        assert_eq!(s.steps, 3);
+    }
+}
+
 #[test]
 fn runs_are_bit_identical_for_a_seed_and_thread_count() {
     let f = model(LINEAR);
