@@ -4,8 +4,12 @@
 //! - **second order**: Hessian–vector products ([`Model::hvp`]) against analytic Hessians of
 //!   a quadratic form, the lecture's sigmoid neuron and softmax cross-entropy;
 //! - **param situations**: two distinct params with equal values (the optimizer's CSE must
-//!   not merge them), one param used twice (fan-out), one param not used at all (an exact
-//!   zero gradient of its shape, and the train step leaves it unchanged);
+//!   not merge them, in the gradient or in the train step's updates), one param used twice
+//!   (fan-out), one param not used at all (an exact zero gradient of its shape, and the train
+//!   step leaves it unchanged bit for bit);
+//! - **stable composites** (`sigmoid`, `log(sigmoid)`, `log_sigmoid`, `softplus`, `softmax`,
+//!   `log_softmax`, `log(softmax)`, `logsumexp`, `cross_entropy`, `bce_with_logits`) have
+//!   finite values and gradients at every magnitude from 0 to 1e4, both signs;
 //! - **equivalent spellings agree**: `relu(x)` and `where(x > 0, x, 0)`, `x^1.5` and
 //!   `x*sqrt(x)`, `log(softmax(z))` and `log_softmax(z)`, `sum(x^2)` and `sqrt(sum(x^2))^2`,
 //!   at random points and at the kinks (where strong zeros make both give the same number);
@@ -130,11 +134,7 @@ fn hvp_of_softmax_cross_entropy() {
 
 /// Every gradient of `src` at one example by every engine.
 fn grads(src: &str, args: &[Tensor]) -> Vec<(String, Named)> {
-    let model = Model::from_source("m.bp", src).unwrap();
-    let names = model.grad_names();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let vg = model.value_and_grad(&refs).unwrap();
-    every_engine(&model, &vg, 1, args)
+    grads_at(src, 1, args)
 }
 
 fn get<'a>(results: &'a [(String, Vec<f64>)], name: &str) -> &'a [f64] {
@@ -150,6 +150,47 @@ fn two_params_with_equal_values_keep_their_own_gradients() {
         assert_eq!(get(&r, "grad.a"), [5.0, 1.0], "{engine}");
         assert_eq!(get(&r, "grad.b"), [6.0, -2.0], "{engine}");
     }
+    // The train step (SGD, lr 0.5) moves each by its own gradient: a − 0.5·(5, 1), b − 0.5·(6, −2).
+    let model = Model::from_source("m.bp", src).unwrap();
+    let step = model.train_step().unwrap();
+    let mut with_lr = args.to_vec();
+    with_lr.push(Tensor::scalar(0.5));
+    for (engine, r) in stepped(&model, &step, &with_lr) {
+        assert_eq!(get(&r, "a"), [-1.5, 0.5], "{engine}: the train step's new a");
+        assert_eq!(get(&r, "b"), [-2.0, 2.0], "{engine}: the train step's new b");
+    }
+}
+
+/// The params after one call of the train step `step` at one example, by the interpreter and
+/// by the JIT at `-O0` and `-O2` (which update the param buffers in place).
+fn stepped(model: &Model, step: &Function, args: &[Tensor]) -> Vec<(String, Named)> {
+    let vals = interpret(step, 1, args).unwrap();
+    let updates: Vec<_> = step.results.iter().filter(|r| r.update.is_some()).collect();
+    let named = updates.iter().map(|r| (r.name.clone(), vals[r.value.index()].data.clone())).collect();
+    let mut out = vec![("interpreter".to_string(), named)];
+    for level in [OptLevel::O0, OptLevel::O2] {
+        let native = model.compile(step, 1, level).unwrap();
+        let mut f32s: Vec<Vec<f32>> = args.iter().map(|t| t.data.iter().map(|&x| x as f32).collect()).collect();
+        let updated: Vec<bool> =
+            step.args.iter().map(|a| updates.iter().any(|r| r.update == step.arg_named(&a.name))).collect();
+        let mut a: Vec<Arg> = f32s
+            .iter_mut()
+            .zip(&updated)
+            .map(|(v, &u)| if u { Arg::F32Mut(v.as_mut_slice()) } else { Arg::F32(v.as_slice()) })
+            .collect();
+        let mut loss = [f32::NAN];
+        native.run(&mut native.workspace(), &mut a, &mut [&mut loss]).unwrap();
+        let named = step
+            .args
+            .iter()
+            .zip(&f32s)
+            .zip(&updated)
+            .filter(|(_, u)| **u)
+            .map(|((arg, v), _)| (arg.name.clone(), v.iter().map(|&x| f64::from(x)).collect()))
+            .collect();
+        out.push((format!("JIT {level:?}"), named));
+    }
+    out
 }
 
 #[test]
@@ -170,14 +211,16 @@ fn an_unused_param_gets_an_exact_zero_of_its_shape() {
         assert!(get(&r, "grad.unused").iter().all(|&g| g.to_bits() == 0), "{engine}: {:?}", get(&r, "grad.unused"));
         assert_eq!(get(&r, "grad.a"), [3.0], "{engine}");
     }
-    // The train step leaves it as it was.
+    // The train step leaves it as it was, bit for bit (NaN included), in every engine.
     let model = Model::from_source("m.bp", src).unwrap();
     let step = model.train_step().unwrap();
-    let vals = interpret(&step, 1, &[args[0].clone(), args[1].clone(), args[2].clone(), Tensor::scalar(0.5)]).unwrap();
-    let new = step.results.iter().find(|r| r.name == "unused").unwrap();
-    let data = &vals[new.value.index()].data;
-    assert_eq!(data.len(), 6);
-    assert!(data.iter().zip(&args[2].data).all(|(a, b)| a.to_bits() == b.to_bits()), "{data:?}");
+    let with_lr = [args[0].clone(), args[1].clone(), args[2].clone(), Tensor::scalar(0.5)];
+    for (engine, r) in stepped(&model, &step, &with_lr) {
+        let data = get(&r, "unused");
+        assert_eq!(data.len(), 6);
+        let same = data.iter().zip(&args[2].data).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{engine}: {data:?}");
+    }
 }
 
 /// The loss and the gradient of every input of two spellings, by every engine, at `points`
@@ -332,4 +375,113 @@ fn every_value_has_a_source_line() {
             }
         }
     }
+}
+
+/// The magnitudes the stable composites are swept over: both signs of 0 to 1e4, through the
+/// places a naive formula breaks in float32 (`e^x` overflows past 88.72, `1 − σ(x)` rounds to 0
+/// past about 17, `e^-x` underflows below -87.3).
+fn extreme_points() -> Vec<f64> {
+    let mags = [0.0, 1e-3, 0.5, 1.0, 10.0, 17.0, 20.0, 50.0, 87.0, 88.7, 89.0, 100.0, 104.0, 200.0, 1e3, 5e3, 1e4];
+    mags.iter().flat_map(|&m| [m, -m]).map(|x: f64| f64::from(x as f32)).collect()
+}
+
+/// `σ(x)` in float64 without overflow.
+fn sigma(x: f64) -> f64 {
+    if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) }
+}
+
+/// SPEC §2: `sigmoid`, `log(sigmoid)`, `softplus`, `softmax`, `log_softmax`, `logsumexp`,
+/// `cross_entropy` and `bce_with_logits` have finite values and gradients for |x| up to 1e4, in
+/// the interpreter and in the JIT at `-O0` and `-O2`. Every point of [`extreme_points`] is one
+/// example of a minibatch (so `grad.x[i]` is `ℓ'(x_i)/B`); the JIT must agree with the
+/// interpreter, and the interpreter with the closed-form derivative where there is a short one.
+#[test]
+fn stable_composites_are_finite_for_inputs_up_to_1e4() {
+    let xs = extreme_points();
+    let batch = xs.len();
+    let b = batch as f64;
+    // Scalar composites of `input x`, with ℓ'(x).
+    type Slope = fn(f64) -> f64;
+    let scalar: &[(&str, Slope)] = &[
+        ("sigmoid(x)", |x| sigma(x) * sigma(-x)),
+        ("log(sigmoid(x))", |x| sigma(-x)),
+        ("log_sigmoid(x)", |x| sigma(-x)),
+        ("softplus(x)", sigma),
+        ("log(sigmoid(-x))", |x| -sigma(x)),
+    ];
+    for &(loss, slope) in scalar {
+        let src = format!("input x\nloss {loss}\n");
+        let args = [Tensor::new([batch], xs.clone())];
+        for (engine, r) in grads_at(&src, batch, &args) {
+            let (value, grad) = (get(&r, "loss"), get(&r, "grad.x"));
+            assert!(
+                value[0].is_finite() && grad.iter().all(|g| g.is_finite()),
+                "{engine}: `{loss}`: {value:?} {grad:?}"
+            );
+            if engine == "interpreter" {
+                let want: Vec<f64> = xs.iter().map(|&x| slope(x) / b).collect();
+                assert_near(grad, &want, &format!("interpreter d/dx `{loss}` at {xs:?}"));
+            }
+        }
+    }
+    // Vector composites of `input z[3]` = (x, −x, x/2), a class label 1 and a target (1, 0, ½).
+    let z: Vec<f64> = xs.iter().flat_map(|&x| [x, -x, f64::from((x / 2.0) as f32)]).collect();
+    let w: Vec<f64> = xs.iter().flat_map(|_| [1.0, -2.0, 0.5]).collect();
+    let t: Vec<f64> = xs.iter().flat_map(|_| [1.0, 0.0, 0.5]).collect();
+    let vector = [
+        "sum(w * softmax(z))",
+        "sum(w * log_softmax(z))",
+        "sum(w * log(softmax(z)))",
+        "logsumexp(z)",
+        "cross_entropy(z, y)",
+        "bce_with_logits(z, t)",
+        "sum(w * softmax(z, axis=0)) + logsumexp(z, axis=0)",
+    ];
+    for loss in vector {
+        let src = format!("input z[3]\ninput w[3]\nlabel y : class(3)\nlabel t[3]\nloss {loss}\n");
+        let args = [
+            Tensor::new([batch, 3], z.clone()),
+            Tensor::new([batch, 3], w.clone()),
+            Tensor::new([batch], vec![1.0; batch]),
+            Tensor::new([batch, 3], t.clone()),
+        ];
+        let mut oracle: Option<Named> = None;
+        for (engine, r) in grads_at(&src, batch, &args) {
+            for (name, data) in &r {
+                assert!(data.iter().all(|g| g.is_finite()), "{engine}: {name} of `{loss}` is not finite: {data:?}");
+            }
+            match &oracle {
+                None => oracle = Some(r),
+                Some(o) => {
+                    for (name, data) in o {
+                        assert_near(get(&r, name), data, &format!("{engine} vs interpreter: {name} of `{loss}`"));
+                    }
+                }
+            }
+        }
+        let o = oracle.expect("the interpreter ran");
+        let dz = get(&o, "grad.z");
+        for (i, zi) in z.chunks(3).enumerate() {
+            let m = zi.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = zi.iter().map(|v| (v - m).exp()).collect();
+            let p: Vec<f64> = e.iter().map(|v| v / e.iter().sum::<f64>()).collect();
+            let want: Vec<f64> = match loss {
+                "logsumexp(z)" => p.clone(),
+                "cross_entropy(z, y)" => vec![p[0], p[1] - 1.0, p[2]],
+                "bce_with_logits(z, t)" => (0..3).map(|k| (sigma(zi[k]) - t[k]) / 3.0).collect(),
+                _ => continue,
+            };
+            let want: Vec<f64> = want.iter().map(|v| v / b).collect();
+            assert_near(&dz[3 * i..3 * i + 3], &want, &format!("interpreter d/dz `{loss}` at z = {zi:?}"));
+        }
+    }
+}
+
+/// Every value and gradient of `src` over a minibatch of `batch` by every engine.
+fn grads_at(src: &str, batch: usize, args: &[Tensor]) -> Vec<(String, Named)> {
+    let model = Model::from_source("m.bp", src).unwrap_or_else(|e| panic!("{e}"));
+    let names = model.grad_names();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let vg = model.value_and_grad(&refs).unwrap();
+    every_engine(&model, &vg, batch, args)
 }
