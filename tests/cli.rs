@@ -604,6 +604,9 @@ fn hessian_vector_products() {
     assert!(hv[0] > 0.0 && hv.iter().sum::<f64>().abs() < 1e-6, "{hv:?}");
     let err = fails(&["eval", "examples/iris.bp", "--set", "x=[1,2,3,4],y=1", "--hvp", "x=[1,0,0,0]"]);
     assert!(err.contains("in --hvp 'x=[1,0,0,0]': `x` is not a param"), "{err}");
+    assert!(err.contains("(`W1`, `b1`, `W2`, `b2`)"), "the params are listed: {err}");
+    let err = fails(&["eval", "examples/iris.bp", "--set", "x=[1,2,3,4],y=1", "--hvp", ""]);
+    assert!(err.contains("--hvp gives no direction"), "{err}");
 }
 
 #[test]

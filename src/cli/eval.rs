@@ -112,8 +112,10 @@ fn hvp(model: &Model, args: &EvalArgs, inputs: &[Vec<f64>]) -> Result<Vec<Named>
             let id = f.arg_named(&s.name).filter(|&id| matches!(f.arg(id).kind, ArgKind::Param { .. })).ok_or_else(
                 || {
                     Error(format!(
-                        "in --hvp '{}': `{}` is not a param; a direction is given for params",
-                        s.text, s.name
+                        "in --hvp '{}': `{}` is not a param; a direction is given for params ({})",
+                        s.text,
+                        s.name,
+                        param_names(f)
                     ))
                 },
             )?;
@@ -129,12 +131,20 @@ fn hvp(model: &Model, args: &EvalArgs, inputs: &[Vec<f64>]) -> Result<Vec<Named>
             }
         }
     }
+    if dirs.iter().all(Option::is_none) {
+        return Err(Error(format!("--hvp gives no direction: write NAME=VALUE for one or more of {}", param_names(f))));
+    }
     let mut all = inputs.to_vec();
     for id in f.params() {
         let len = f.arg(id).ty.shape.example_len();
         all.push(dirs[id.index()].take().unwrap_or_else(|| vec![0.0; len]));
     }
     if args.interp { interpret(&h, &all) } else { jit(model, &h, &all, args.opt.level()) }
+}
+
+/// The model's params, for messages: "`W1`, `b1`".
+fn param_names(f: &Function) -> String {
+    f.params().map(|id| format!("`{}`", f.arg(id).name)).collect::<Vec<_>>().join(", ")
 }
 
 /// One f64 buffer per argument of the model (physical layout at batch 1), from `--set`,
