@@ -16,7 +16,9 @@ use crate::{Error, Model};
 /// Values and gradients of every value at one example (batch 1), `None` where not
 /// computed (class labels).
 pub struct Annotations {
+    /// Per value (by index): its forward value, row-major.
     pub values: Vec<Option<Vec<f64>>>,
+    /// Per value (by index): d loss / d value, row-major.
     pub grads: Vec<Option<Vec<f64>>>,
 }
 
@@ -186,7 +188,7 @@ pub fn dot(f: &Function, ann: Option<&Annotations>) -> String {
 }
 
 /// The same graph drawn as SVG without Graphviz: laid out left to right by `layout-rs`
-/// (Sugiyama-style layered layout, the algorithm of Graphviz's `dot`), drawn by [`Canvas`]
+/// (Sugiyama-style layered layout, the algorithm of Graphviz's `dot`), drawn by `Canvas`
 /// so each edge can carry its forward value in green above the line and the gradient in red
 /// below it, as the lecture's figures do.
 pub fn svg(f: &Function, ann: Option<&Annotations>) -> String {

@@ -3,30 +3,92 @@
 //! A model written the way the backpropagation lecture writes it (`.bp`, see SPEC §1) is
 //! parsed into a typed tensor IR ([`ir`]), differentiated by reverse mode ([`autodiff`]),
 //! optimized ([`opt`]) and compiled by Cranelift ([`codegen`]) into native forward,
-//! value-and-grad and train-step functions; [`train`] holds the data loading and the SGD
-//! driver. This crate is the facade over those stages and the `bpc` command line.
+//! value-and-grad, train-step and Hessian–vector-product functions. This crate is the
+//! library over those stages and the `bpc` command line.
 //!
 //! ```
-//! use bpc::{Arg, Model, OptLevel};
+//! use bpc::{Feed, Label, Options};
 //!
-//! let model = Model::from_source("add_mul.bp", "input x\ninput y\ninput z\nq = x + y\nf = q * z\nloss f\n")?;
-//! let vg = model.value_and_grad(&["x", "y", "z"])?;
-//! let native = model.compile(&vg, 1, OptLevel::O2)?;
-//! let mut ws = native.workspace();
-//! let (mut loss, mut dx, mut dy, mut dz) = ([0.0f32], [0.0f32], [0.0f32], [0.0f32]);
-//! native.run(
-//!     &mut ws,
-//!     &mut [Arg::F32(&[-2.0]), Arg::F32(&[5.0]), Arg::F32(&[-4.0])],
-//!     &mut [&mut loss, &mut dx, &mut dy, &mut dz],
+//! // A model of one example: 2 features, 3 classes (softmax regression).
+//! let program = bpc::compile(
+//!     "input x[2]\nlabel y : class(3)\nparam W[3, 2] = 0\nparam b[3] = 0\n\
+//!      loss cross_entropy(W @ x + b, y)\n",
+//!     &Options::default(),
 //! )?;
-//! assert_eq!((loss[0], dx[0], dz[0]), (-12.0, -4.0, 3.0));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! assert_eq!(program.param_names(), ["W", "b"]);
+//! let mut params = program.init_params(0)?; // 9 floats: W (3×2) then b (3)
+//!
+//! // Native code for minibatches of 4 examples, called on the caller's buffers.
+//! let x = [0.5, -1.0, 1.0, 0.0, -0.5, 2.0, 0.0, 1.0]; // [4, 2] row-major
+//! let y = [0, 2, 1, 2];
+//! let (inputs, labels) = ([&x[..]], [Label::Class(&y)]);
+//! let feed = Feed::with_labels(&inputs, &labels);
+//!
+//! let vg = program.value_and_grad(&program.param_names(), 4)?;
+//! let mut ws = vg.workspace(); // one per thread, allocated once
+//! let mut grads = vec![0.0; vg.grad_len()]; // laid out like the params
+//! let loss = vg.call(&mut ws, params.as_slice(), &feed, &mut grads)?;
+//! assert!((loss - 3f32.ln()).abs() < 1e-6); // all logits 0: uniform over 3 classes
+//! assert!((grads[6] - (1.0 / 3.0 - 0.25)).abs() < 1e-6); // d loss / d b[0]: p − mean(onehot)
+//!
+//! // The same step as SGD, fused into one native function: p ← p − 0.1·∇p.
+//! let step = program.train_step(4)?;
+//! let mut ws = step.workspace();
+//! let before = params.as_slice().to_vec();
+//! assert_eq!(step.call(&mut ws, params.as_mut_slice(), &feed, 0.1)?, loss);
+//! for ((p, p0), g) in params.as_slice().iter().zip(&before).zip(&grads) {
+//!     assert!((p - (p0 - 0.1 * g)).abs() < 1e-6);
+//! }
+//!
+//! // Shapes are checked: a buffer of the wrong length is an error, never a panic.
+//! let short = [&x[..6]];
+//! let err = vg.call(&mut vg.workspace(), params.as_slice(), &Feed::with_labels(&short, &labels), &mut grads);
+//! assert_eq!(err.unwrap_err().kind(), bpc::ErrorKind::Call);
+//! # Ok::<(), bpc::Error>(())
 //! ```
+//!
+//! ## The pieces
+//!
+//! - [`compile`] / [`compile_file`] check a model with [`Options`] (optimizer level,
+//!   threads) into a [`Program`]: its [`Program::inputs`], [`Program::labels`] and
+//!   [`Program::params`] with names and shapes, and its IR at every [`Stage`]
+//!   ([`Program::emit`]).
+//! - A program makes native functions for one minibatch size `B`: [`Program::forward`],
+//!   [`Program::value_and_grad`], [`Program::train_step`] (SGD) and [`Program::hvp`]. Each
+//!   is called with a [`Workspace`] (scratch memory, one per thread), the param slab, a
+//!   [`Feed`] of the minibatch's inputs and labels (`[B, shape...]` row-major each) and its
+//!   output buffers. Every length is checked before any code runs; after the first call
+//!   a call allocates nothing.
+//! - [`Params`] holds the params by name over one contiguous slab, from the initializers
+//!   with a seed ([`Program::init_params`]) or a safetensors file
+//!   ([`Program::load_params`], [`Params::save`]).
+//! - [`Trainer`] is `bpc train`'s driver (shuffling, optimizers, schedules, validation,
+//!   early stopping) on a [`Dataset`] from [`Program::load_csv`]; a loop of your own around
+//!   a [`TrainStep`] works as well (`examples/embed_train.rs`).
+//! - Every failure is an [`Error`]; errors in the program text carry their diagnostics and
+//!   render with the source line and a caret on demand.
+//!
+//! ## Threads
+//!
+//! [`Program`] and the native functions are `Send + Sync` and immutable: one compiled
+//! function may be called from many threads at once, each with its own [`Workspace`]
+//! (SPEC §3), and gives each the same results as one thread would. A workspace is `Send`:
+//! it may move between threads, but is used by one call at a time (`&mut`).
+//!
+//! ## Lower levels
+//!
+//! [`Model`] is the facade the command line uses (IR functions, [`Compiled`] code called
+//! with [`Arg`] lists), and the stage crates are re-exported ([`front`], [`ir`],
+//! [`autodiff`], [`opt`], [`codegen`], [`train`]). The C ABI is the `bpc-capi` crate.
 
+#![warn(missing_docs)]
+
+mod api;
 pub mod graph;
 
-use std::fmt;
 use std::path::Path;
+
+pub use api::*;
 
 pub use bpc_autodiff as autodiff;
 pub use bpc_codegen as codegen;
@@ -35,27 +97,15 @@ pub use bpc_ir as ir;
 pub use bpc_opt as opt;
 pub use bpc_train as train;
 
-pub use bpc_codegen::{Arg, Compiled, Workspace};
+pub use bpc_codegen::{Arg, Compiled};
 pub use bpc_front::Source;
 pub use bpc_ir::{ArgKind, Diagnostic, Function, Inst};
 pub use bpc_opt::OptLevel;
 
-/// A failure of the pipeline, rendered for a person: program errors carry the
-/// `file:line:column` text with carets from [`bpc_front::render`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.trim_end())
-    }
-}
-
-impl std::error::Error for Error {}
-
 /// A checked model: its source and its forward function.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// The source text and the path diagnostics show.
     pub source: Source,
     /// The forward function (results `loss`, and `output` / `logits` when present).
     pub func: Function,
@@ -66,7 +116,8 @@ impl Model {
     /// system's reason.
     pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error(format!("{}: cannot read: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("{}: cannot read: {e}", path.display())))?;
         Model::from_source(path.display().to_string(), text)
     }
 
@@ -75,13 +126,13 @@ impl Model {
         let source = Source::new(path, text);
         match bpc_front::compile(&source) {
             Ok(func) => Ok(Model { source, func }),
-            Err(diags) => Err(Error(bpc_front::render(&source, &diags))),
+            Err(diags) => Err(Error::program(&source, diags)),
         }
     }
 
     /// Renders a diagnostic of a later stage against this model's source.
     pub fn render(&self, diag: &Diagnostic) -> Error {
-        Error(bpc_front::render(&self.source, std::slice::from_ref(diag)))
+        Error::program(&self.source, vec![diag.clone()])
     }
 
     /// Every name gradients can be taken with respect to (SPEC §4 `eval`): inputs, real
@@ -116,7 +167,8 @@ impl Model {
     pub fn hvp(&self) -> Result<Function, Error> {
         let params: Vec<String> = self.func.params().map(|id| self.func.arg(id).name.clone()).collect();
         if params.is_empty() {
-            return Err(Error(format!("{}: --hvp needs params, and the model declares none", self.source.path)));
+            let m = format!("{}: --hvp needs params, and the model declares none", self.source.path);
+            return Err(Error::new(ErrorKind::Program, m));
         }
         let refs: Vec<&str> = params.iter().map(String::as_str).collect();
         let mut f = self.value_and_grad(&refs)?;
@@ -152,8 +204,9 @@ impl Model {
     /// Optimizes `func` at `level` and JIT-compiles it for minibatch size `batch`.
     pub fn compile(&self, func: &Function, batch: usize, level: OptLevel) -> Result<Compiled, Error> {
         let opt = bpc_opt::optimize(func, level);
-        bpc_codegen::compile(&opt, batch)
-            .map_err(|e| Error(format!("{}: code generation failed: {}", self.source.path, e.0)))
+        bpc_codegen::compile(&opt, batch).map_err(|e| {
+            Error::new(ErrorKind::Compile, format!("{}: code generation failed: {}", self.source.path, e.0))
+        })
     }
 
     /// The stable hash of the source stored in checkpoints.
