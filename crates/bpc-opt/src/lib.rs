@@ -19,6 +19,9 @@
 //! - [`fuse`]: groups values into fused kernels (`bpc_ir::fusion`) and schedules them, so
 //!   code generation computes each group in one loop nest and stores only its outputs.
 //!
+//! [`adjoint_residuals`] is an analysis, not a pass: the forward activations the adjoint
+//! reads, the yardstick `--emit stats` holds the arena against.
+//!
 //! Every rewrite keeps what the function computes to float32 rounding; the fusion pass keeps
 //! it exactly (kernels only group values). `-O0` runs none of them.
 
@@ -28,6 +31,7 @@ mod fold;
 mod fuse;
 mod hoist;
 mod pipeline;
+mod residuals;
 mod rewrite;
 mod simplify;
 
@@ -37,4 +41,5 @@ pub use fold::fold_constants;
 pub use fuse::fuse;
 pub use hoist::hoist_shared;
 pub use pipeline::{OptLevel, optimize};
+pub use residuals::{adjoint_residual_bytes, adjoint_residuals};
 pub use simplify::simplify;
