@@ -35,6 +35,7 @@ pub fn run(path: &Path, stage: Stage, opts: &EmitOptions) -> Result<(), Error> {
             if stage == Stage::Opt { bpc::opt::optimize(&vg, level).to_string() } else { vg.to_string() }
         }
         Stage::Clif | Stage::Stats => {
+            let unfused = bpc::opt::optimize(&model.train_step()?, OptLevel::O1);
             let step = bpc::opt::optimize(&model.train_step()?, level);
             let copts = Options { keep_clif: stage == Stage::Clif, ..Options::default() };
             let native = bpc::codegen::compile_with(&step, batch, &copts)
@@ -42,7 +43,7 @@ pub fn run(path: &Path, stage: Stage, opts: &EmitOptions) -> Result<(), Error> {
             if stage == Stage::Clif {
                 native.clif().iter().map(|(name, clif)| format!("; {name}\n{clif}\n")).collect()
             } else {
-                stats(&model, &step, &native, level)
+                stats(&model, &step, &native, level) + &residuals(&unfused, native.stats().workspace_bytes, batch)
             }
         }
         Stage::Dot | Stage::Svg => {
@@ -61,6 +62,29 @@ pub fn run(path: &Path, stage: Stage, opts: &EmitOptions) -> Result<(), Error> {
     };
     print!("{text}");
     Ok(())
+}
+
+/// The `--emit stats` lines on the residuals: the forward activations the adjoint reads
+/// (`bpc_opt::adjoint_residuals` of the step after the classic passes, `unfused`), their
+/// bytes at `batch`, and the arena as a multiple of them.
+fn residuals(unfused: &bpc::Function, arena: usize, batch: usize) -> String {
+    let values = bpc::opt::adjoint_residuals(unfused);
+    let bytes = bpc::opt::adjoint_residual_bytes(unfused, batch);
+    let names: Vec<String> = values
+        .iter()
+        .map(|&v| {
+            let named = unfused.names.iter().find(|(_, n)| *n == v).map(|(s, _)| s.clone());
+            let result = || unfused.results.iter().find(|r| r.value == v).map(|r| r.name.clone());
+            let name = named.or_else(result).unwrap_or_else(|| v.to_string());
+            format!("{name} {}", unfused.ty(v))
+        })
+        .collect();
+    let ratio = if bytes == 0 { "no residuals".to_string() } else { format!("{:.2}x", arena as f64 / bytes as f64) };
+    format!(
+        "residual bytes   {bytes} (forward activations the adjoint reads: {})\n\
+         arena/residuals  {ratio}\n",
+        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    )
 }
 
 /// The `--emit stats` table of a compiled train step.
