@@ -234,6 +234,14 @@ fn emit_other_stages() {
     // Forward W1, W2; adjoint dW2, and dW1 with its SGD update as one GEMM: dh = dz·W2
     // contracts only the 3 classes and is inlined into the tanh adjoint's kernel.
     assert!(stats.contains("gemm calls       3\n"), "{stats}");
+    // Issue 4's bar, as the user sees it: mnist's step is 4 GEMMs + 5 kernels, and the arena
+    // is 1.12x the residuals (h and the softmax: 128·266 floats).
+    let mnist = ok(&["examples/mnist.bp", "--emit", "stats", "--batch", "128"]);
+    for line in
+        ["kernels          5 per step", "gemm calls       4\n", "residual bytes   136192 ", "arena/residuals  1.12x\n"]
+    {
+        assert!(mnist.contains(line), "{line}: {mnist}");
+    }
     let o0 = ok(&["examples/iris.bp", "--emit", "stats", "--batch", "16", "-O0"]);
     assert!(o0.contains("passes           none") && o0.contains("gemm calls       5\n"), "{o0}");
     let dot = ok(&["examples/sigmoid_neuron.bp", "--emit", "dot", "--set", "w0=2,x0=-1,w1=-3,x1=-2,w2=-3"]);
