@@ -4,9 +4,11 @@
 //! buffer after every other step. When the kernel that last writes that buffer computes its
 //! final value elementwise and reads the param only at the element it writes (an
 //! elementwise loop, the epilogue of a reduction such as `b − lr·Σ_b dY`, or such a loop run
-//! after the row loop of a fused `rows` kernel), and nothing after it reads the param or the
-//! buffer, that kernel writes the param directly and the copy goes. (A train step's
-//! `W − lr·dW` is such a kernel: this saves a full pass over every weight.)
+//! after the row loop of a fused `rows` kernel), and nothing after it reads the old value
+//! of the param, that kernel writes the param directly and the copy goes; steps after it that read
+//! the buffer read the param instead. (A train step's `W − lr·dW` is such a kernel: this
+//! saves a full pass over every weight; Adam's new moments `m`, `v` are written straight
+//! into their state and read from there by the weight's update.)
 
 use crate::kernel::{Expr, Kernel, LoopKernel};
 use crate::plan::{Base, Ptr, Step};
@@ -17,6 +19,17 @@ pub(crate) fn write_updates_in_place(steps: &mut Vec<Step>, kernels: &mut Vec<Ke
     let mut dropped = vec![false; steps.len()];
     for &(c, param) in copies {
         if let Some((s, redirect)) = in_place_writer(steps, kernels, &dropped, c, param) {
+            let region = match &steps[c] {
+                Step::Kernel { ptrs, .. } => ptrs[1].base,
+                Step::Gemm(_) => continue,
+            };
+            // Later readers of the update (Adam's new moment read by the param's update)
+            // read it from the param's buffer, which holds it from step `s` on.
+            for later in s + 1..steps.len() {
+                if !dropped[later] && later != c {
+                    rebase(&mut steps[later], region, Base::Arg(param));
+                }
+            }
             let Step::Kernel { kernel, ptrs } = &mut steps[s] else { continue };
             let arg = Ptr { base: Base::Arg(param), offset: 0 };
             match redirect {
@@ -39,6 +52,26 @@ pub(crate) fn write_updates_in_place(steps: &mut Vec<Step>, kernels: &mut Vec<Ke
         i += 1;
         !dropped[i - 1]
     });
+}
+
+/// Points every operand of `step` into `from` at the same offset of `to`.
+fn rebase(step: &mut Step, from: Base, to: Base) {
+    let fix = |p: &mut Ptr| {
+        if p.base == from {
+            p.base = to;
+        }
+    };
+    match step {
+        Step::Kernel { ptrs, .. } => ptrs.iter_mut().for_each(fix),
+        Step::Gemm(g) => {
+            for p in [&mut g.dst, &mut g.lhs, &mut g.rhs] {
+                fix(p);
+            }
+            if let Some(p) = &mut g.scale {
+                fix(p);
+            }
+        }
+    }
 }
 
 /// Which operand of the writer becomes the param.
@@ -70,9 +103,10 @@ fn in_place_writer(
     };
     let s = (0..steps.len()).rfind(|&i| live(i) && touches(i, region, true))?;
     let arg = Base::Arg(param);
-    let region_read_later = (s + 1..steps.len()).any(|i| live(i) && touches(i, region, false));
+    // Later readers of the region are pointed at the param (it holds the same values from
+    // step `s` on); later readers of the param would see the update too early.
     let param_read_later = (s + 1..steps.len()).any(|i| live(i) && touches(i, arg, false));
-    if region_read_later || param_read_later || touches(s, arg, true) {
+    if param_read_later || touches(s, arg, true) {
         return None;
     }
     let Step::Kernel { kernel, ptrs } = &steps[s] else { return None };

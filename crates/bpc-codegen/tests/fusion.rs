@@ -49,3 +49,48 @@ fn fused_kernel_counts_and_values() {
         }
     }
 }
+
+/// Issue 4's bar for `examples/mnist.bp`: the whole SGD train step (forward, adjoint,
+/// update) is at most 5 GEMM calls and 6 generated kernels, and the arena is at most 1.5×
+/// the residuals (the forward activations the adjoint reads, `adjoint_residual_bytes` of
+/// the step after the classic passes: `h` and the softmax, `B·266` floats). Pinned exactly:
+/// 4 GEMMs (`x·W1ᵀ`, `h·W2ᵀ`, `dW2`, and `dW1` with the update as alpha/beta) and 5 kernels
+/// (bias+relu, the softmax cross-entropy rows kernel with its gradient and the `b2` update,
+/// the relu mask with the inlined `dY·W2`, the `b1` reduce with its update, the `W2` update).
+#[test]
+fn mnist_train_step_counts_and_arena() {
+    let f =
+        bpc_front::compile(&bpc_front::Source::new("mnist.bp", include_str!("../../../examples/mnist.bp"))).unwrap();
+    let step = bpc_autodiff::train_step(&f, bpc_autodiff::Optimizer::Sgd).unwrap();
+    let unfused = optimize(&step, OptLevel::O1);
+    let o2 = optimize(&step, OptLevel::O2);
+    for batch in [32, 128, 1024] {
+        let s = bpc_codegen::compile(&o2, batch).unwrap().stats();
+        assert_eq!((s.gemm_calls, s.kernel_calls + s.inlined), (4, 5), "batch {batch}: {s:?}");
+        let residuals = bpc_opt::adjoint_residual_bytes(&unfused, batch);
+        assert_eq!(residuals, batch * (256 + 10) * 4);
+        let ratio = s.workspace_bytes as f64 / residuals as f64;
+        assert!(ratio <= 1.5, "batch {batch}: arena {} is {ratio:.2}× the residuals {residuals}", s.workspace_bytes);
+    }
+}
+
+/// The optimizers' train steps of `examples/mnist.bp` keep the four GEMMs, and every update
+/// of a param or of optimizer state is written in place (no final copies, no arena buffer
+/// for Adam's moments): (kernel calls, GEMM calls, arena bytes) at batch 128.
+#[test]
+fn mnist_train_step_with_each_optimizer() {
+    use bpc_autodiff::Optimizer;
+    let f =
+        bpc_front::compile(&bpc_front::Source::new("mnist.bp", include_str!("../../../examples/mnist.bp"))).unwrap();
+    let grad_w1 = 256 * 784 * 4;
+    for (opt, kernels, arena_max) in [
+        (Optimizer::Sgd, 5, 160_000),
+        (Optimizer::Momentum { nesterov: false }, 11, 160_000 + grad_w1),
+        (Optimizer::Adam, 18, 160_000 + grad_w1),
+    ] {
+        let step = optimize(&bpc_autodiff::train_step(&f, opt).unwrap(), OptLevel::O2);
+        let s = bpc_codegen::compile(&step, 128).unwrap().stats();
+        assert_eq!((s.kernel_calls + s.inlined, s.gemm_calls), (kernels, 4), "{opt:?}: {s:?}");
+        assert!(s.workspace_bytes <= arena_max, "{opt:?}: {s:?}");
+    }
+}

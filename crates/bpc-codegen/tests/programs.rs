@@ -4,7 +4,7 @@
 
 mod common;
 
-use bpc_autodiff::{Optimizer, train_step, value_and_grad};
+use bpc_autodiff::{Optimizer, UpdateRule, train_step, value_and_grad};
 use bpc_codegen::{Arg, compile};
 use bpc_front::Source;
 use bpc_ir::{ArgKind, Function};
@@ -89,6 +89,51 @@ fn o0_and_o2_agree_on_every_example() {
                 for (r, (a, b)) in g.results.iter().zip(o0.iter().zip(&o2)) {
                     let a: Vec<f64> = a.iter().map(|&x| x as f64).collect();
                     assert_close(&format!("{name} {what} (batch {batch}) {}: -O2 vs -O0", r.name), b, &a, F32_TOL);
+                }
+            }
+        }
+    }
+}
+
+/// The train step of every optimizer (with weight decay, and without for SGD and Adam) at
+/// `-O2` agrees with the interpreter and with `-O0`: updated params and optimizer state
+/// included. Hyperparameters are in (0.05, 0.95) and state is non-negative, as in training
+/// (Adam's second moment is a mean of squares).
+#[test]
+fn every_optimizer_at_o0_and_o2() {
+    let rules = [
+        UpdateRule { optimizer: Optimizer::Sgd, weight_decay: true },
+        UpdateRule::from(Optimizer::Momentum { nesterov: false }),
+        UpdateRule { optimizer: Optimizer::Momentum { nesterov: true }, weight_decay: true },
+        UpdateRule::from(Optimizer::Adam),
+        UpdateRule { optimizer: Optimizer::AdamW, weight_decay: true },
+    ];
+    for (name, text) in [EXAMPLES[5], EXAMPLES[7], EXAMPLES[8]] {
+        let f = model(name, text);
+        for rule in rules {
+            let step = train_step(&f, rule).unwrap();
+            for batch in [1, 7] {
+                let mut args = random_args(&step, batch, 9, &sample(name));
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(10);
+                for (a, d) in step.args.iter().zip(&mut args) {
+                    let range = match a.kind {
+                        ArgKind::Hyper => uniform(0.05, 0.95),
+                        ArgKind::State => uniform(0.0, 0.1),
+                        _ => continue,
+                    };
+                    *d = Data::F32((0..a.ty.shape.len(batch)).map(|_| range(&mut rng)).collect());
+                }
+                let what = format!("{name} {rule:?} (batch {batch})");
+                let want = run_interp(&step, batch, &args);
+                let run = |level| {
+                    let o = optimize(&step, level);
+                    run_jit(&compile(&o, batch).unwrap(), &o, &args)
+                };
+                let (o0, o2) = (run(OptLevel::O0), run(OptLevel::O2));
+                for (r, ((a, b), w)) in step.results.iter().zip(o0.iter().zip(&o2).zip(&want)) {
+                    let a: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+                    assert_close(&format!("{what} {}: -O2 vs -O0", r.name), b, &a, F32_TOL);
+                    assert_close(&format!("{what} {}: -O2 vs interpreter", r.name), b, w, F32_TOL);
                 }
             }
         }
