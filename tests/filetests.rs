@@ -16,7 +16,10 @@
 //!   the float64 interpreter (to 1e-9 relative) and with the JIT at `-O0` and at `-O2` (to
 //!   float32 rounding, `|a − b| ≤ 1e-5·max(1, |b|)`); inf and NaN must match exactly. Each
 //!   `# gradcheck: POINT` compares the interpreter's gradients with central finite differences
-//!   of the interpreted loss (`h = 1e-6·max(1, |x|)`, to 1e-6·max(1, |fd|)).
+//!   of the interpreted loss (`h = 1e-6·max(1, |x|)`, to 1e-6·max(1, |fd|)), and checks
+//!   second order there: with every `input` made a `param`, the Hessian–vector product
+//!   (the adjoint differentiated again) against central differences of the gradient, in the
+//!   interpreter and in the JIT at `-O0` and `-O2` ([`second_order`]).
 //! - `# test error`: the model must not compile; each `# error: TEXT` must occur in the
 //!   rendered diagnostics.
 //!
@@ -146,6 +149,7 @@ fn run_test(path: &Path, text: &str, bless: bool) -> Result<(), String> {
     for (i, point) in directives(text, "gradcheck") {
         checks += 1;
         gradcheck(&s, &bind(&s.model, point)?).map_err(|e| format!("line {}: {e}", i + 1))?;
+        second_order(path, text, point).map_err(|e| format!("line {}: second order: {e}", i + 1))?;
     }
     if bless {
         let mut out = lines.join("\n");
@@ -225,6 +229,72 @@ fn gradcheck(s: &Subject, args: &[Tensor]) -> Result<(), String> {
             if !within(ad - fd, 1e-6 * fd.abs().max(1.0)) {
                 return Err(format!("d loss / d {}[{i}] = {ad}, finite differences {fd}", arg.name));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Second order at a `# gradcheck:` point: the model with every `input` declared a `param`
+/// (so [`Model::hvp`] differentiates with respect to it), its Hessian–vector product along a
+/// fixed direction (elements ±0.3, ±0.7, ...) by the interpreter against central differences
+/// of the interpreted gradient along that direction (`h = 1e-5`, to 1e-6·max(1, |fd|)), and by
+/// the JIT at `-O0` and `-O2` against the interpreter (to 1e-4·max(1, |x|): float32 rounding
+/// through two sweeps).
+fn second_order(path: &Path, text: &str, point: &str) -> Result<(), String> {
+    let params: String =
+        text.lines().map(|l| l.strip_prefix("input ").map_or(l.to_string(), |r| format!("param {r}")) + "\n").collect();
+    let model = Model::from_source(path.display().to_string(), params).map_err(|e| e.to_string())?;
+    let f = &model.func;
+    let args = bind(&model, point)?;
+    let names: Vec<String> = f.params().map(|id| f.arg(id).name.clone()).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let h = model.hvp().map_err(|e| e.to_string())?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let vg = model.value_and_grad(&refs).map_err(|e| e.to_string())?;
+    let mut k = 0usize;
+    let dirs: Vec<Tensor> = f
+        .params()
+        .map(|id| {
+            let n = f.arg(id).ty.shape.example_len();
+            let v: Vec<f64> = (0..n)
+                .map(|_| {
+                    k += 1;
+                    (0.3 + 0.4 * (k % 3) as f64) * if k.is_multiple_of(2) { -1.0 } else { 1.0 }
+                })
+                .collect();
+            Tensor::new(f.arg(id).ty.shape.sizes(1), v)
+        })
+        .collect();
+    let mut all = args.clone();
+    all.extend(dirs.iter().cloned());
+    let hv = interpreted(&h, &all)?;
+    let step = 1e-5;
+    let moved = |sign: f64| -> Result<Results, String> {
+        let mut a = args.clone();
+        for (id, d) in f.params().zip(&dirs) {
+            for (x, v) in a[id.index()].data.iter_mut().zip(&d.data) {
+                *x += sign * step * v;
+            }
+        }
+        interpreted(&vg, &a)
+    };
+    let (up, down) = (moved(1.0)?, moved(-1.0)?);
+    for name in &names {
+        let g = format!("grad.{name}");
+        let find = |r: &Results| r.iter().find(|(n, _, _)| *n == g).map(|(_, d, _)| d.clone()).expect("a gradient");
+        let fd: Vec<f64> = find(&up).iter().zip(find(&down)).map(|(a, b)| (a - b) / (2.0 * step)).collect();
+        for (i, (&ad, &fd)) in find(&hv).iter().zip(&fd).enumerate() {
+            if !within(ad - fd, 1e-6 * fd.abs().max(1.0)) {
+                return Err(format!("(H v)_{name}[{i}] = {ad}, finite differences of the gradient {fd}"));
+            }
+        }
+    }
+    for level in [OptLevel::O0, OptLevel::O2] {
+        let native = model.compile(&h, 1, level).map_err(|e| e.to_string())?;
+        for ((name, jit, _), (_, oracle, _)) in jitted(&h, &native, &all)?.iter().zip(&hv) {
+            compare(jit, oracle, 1e-4, &format!("JIT {level:?} {name} of H v"))?;
         }
     }
     Ok(())
