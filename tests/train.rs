@@ -337,6 +337,36 @@ fn bad_data_stops_before_training_naming_file_line_and_column() {
     assert!(!Path::new(&s.path("never.safetensors")).exists());
 }
 
+/// `--standardize` statistics come from the training file only (not the validation file),
+/// are stored in the checkpoint, and `predict` applies them: one row predicted alone gives
+/// the same outputs as in the whole file (statistics of a one-row file would differ).
+#[test]
+fn standardization_is_fitted_on_the_training_data_and_reused_by_predict() {
+    let s = Scratch::new("standardize");
+    let ck = s.path("iris.safetensors");
+    iris_with(&["--lr", "0.1", "--epochs", "5", "--save", &ck]);
+    let model = bpc::Model::load(root().join("examples/iris.bp")).unwrap();
+    let (_, meta) = bpc::train::checkpoint::load(Path::new(&ck), &model.func).unwrap();
+    let stats = meta.standardizer.expect("statistics in the checkpoint");
+    let train = std::fs::read_to_string(root().join("examples/data/iris_train.csv")).unwrap();
+    let rows: Vec<Vec<f64>> =
+        train.lines().skip(1).map(|l| l.split(',').map(|x| x.parse().unwrap()).collect()).collect();
+    for j in 0..4 {
+        let mean = rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64;
+        let std = (rows.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / rows.len() as f64).sqrt();
+        assert!((f64::from(stats.mean[j]) - mean).abs() < 1e-5, "mean of column {j}: {} vs {mean}", stats.mean[j]);
+        assert!((f64::from(stats.std[j]) - std).abs() < 1e-5, "std of column {j}: {} vs {std}", stats.std[j]);
+    }
+    let test = std::fs::read_to_string(root().join("examples/data/iris_test.csv")).unwrap();
+    let (all, _) = ok(&["predict", "examples/iris.bp", "--params", &ck, "--data", "examples/data/iris_test.csv"]);
+    let lines: Vec<&str> = test.lines().collect();
+    let one = s.file("one.csv", &format!("{}\n{}\n", lines[0], lines[5]));
+    let (single, _) = ok(&["predict", "examples/iris.bp", "--params", &ck, "--data", &one]);
+    let row = |l: &str| l.split(',').map(|x| x.parse::<f64>().unwrap()).collect::<Vec<_>>();
+    let (a, b) = (row(single.lines().nth(1).unwrap()), row(all.lines().nth(5).unwrap()));
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6), "{a:?} vs {b:?}");
+}
+
 // ---------------------------------------------------------------- output
 
 #[test]
@@ -602,6 +632,73 @@ fn ctrl_c_saves_and_the_run_resumes_from_the_checkpoint() {
         &["train", "examples/digits.bp", "--data", "examples/data/digits_train.csv", "--init", &ck, "--epochs", &done],
     );
     assert!(err.contains(&format!("{ck} has already done {done} epochs: give --epochs more than {done}")), "{err}");
+}
+
+/// Resuming with only `--init` goes on as before: the checkpoint's optimizer with its
+/// settings, learning rate, schedule and seed; the result is bit-identical to one run.
+#[test]
+fn a_resumed_run_keeps_the_checkpoints_optimizer_schedule_and_seed() {
+    let s = Scratch::new("resume-settings");
+    let ck = s.path("p.safetensors");
+    let how = ["--optimizer", "adam", "--beta1", "0.8", "--lr", "0.02", "--lr-schedule", "step:2:0.5", "--seed", "3"];
+    let data = ["examples/iris.bp", "--data", "examples/data/iris_train.csv", "--standardize", "--batch", "16"];
+    let (whole, _) = train_json(&[&data[..], &how[..], &["--epochs", "4"]].concat());
+    train_json(&[&data[..], &how[..], &["--epochs", "2", "--save", &ck]].concat());
+    let mut resume = data.to_vec();
+    resume.extend_from_slice(&["--epochs", "4", "--init", &ck]);
+    let (_, err) = ok(&[&["train"][..], &resume].concat());
+    assert!(err.contains("adam lr 0.02 (step:2:0.5), 4 epochs\nresuming after epoch 2"), "{err}");
+    let (rest, _) = train_json(&resume);
+    let losses = |e: &[Value]| e.iter().map(|e| e["train_loss"].to_string()).collect::<Vec<_>>();
+    assert_eq!(losses(&rest), losses(&whole[2..]), "resumed epochs 3 and 4 match the whole run");
+    // A flag given again wins; another optimizer starts from its own defaults.
+    let (_, err) = ok(&[&["train"][..], &resume, &["--lr", "0.05"]].concat());
+    assert!(err.contains("adam lr 0.05 (step:2:0.5)"), "{err}");
+    let (_, err) = ok(&[&["train"][..], &resume, &["--optimizer", "sgd"]].concat());
+    assert!(err.contains("holds adam's optimizer state; sgd starts from zero state"), "{err}");
+    assert!(err.contains("sgd lr 0.01 (step:2:0.5)"), "{err}");
+    let err = fails_with(2, &[&["train"][..], &resume, &["--momentum", "0.5"]].concat());
+    assert!(err.contains("--momentum applies to --optimizer momentum, not to --optimizer adam"), "{err}");
+}
+
+/// `bpc --help` and `bpc train --help` tell a newcomer how to train, stop, resume and predict,
+/// and their example commands run as printed (with fewer epochs and files in a scratch directory).
+#[test]
+fn the_help_examples_train_resume_and_predict() {
+    let s = Scratch::new("help");
+    for help in [&["--help"][..], &["train", "--help"]] {
+        let (text, _) = ok(help);
+        for needle in ["bpc train ", "--optimizer adam", "Ctrl-C", "--init digits.safetensors", "bpc predict "] {
+            assert!(text.contains(needle), "`bpc {}` lacks {needle}:\n{text}", help.join(" "));
+        }
+        let examples: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("bpc train ") || l.starts_with("bpc predict "))
+            .collect();
+        assert_eq!(examples.len(), if help.len() == 1 { 2 } else { 3 }, "{text}");
+        for line in examples {
+            let line = line.split(" #").next().unwrap();
+            let mut args: Vec<String> = line.split_whitespace().skip(1).map(str::to_string).collect();
+            for a in &mut args {
+                if a.ends_with(".safetensors")
+                    || a.ends_with(".csv") && !a.starts_with("examples/")
+                    || a.ends_with(".svg")
+                {
+                    *a = s.path(a);
+                }
+            }
+            if let Some(i) = args.iter().position(|a| a == "--epochs") {
+                args[i + 1] = (args[i + 1].parse::<usize>().unwrap() / 200).to_string();
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (_, err) = ok(&refs);
+            assert!(!err.contains("warning"), "{line}:\n{err}");
+        }
+    }
+    let pred = std::fs::read_to_string(s.path("predictions.csv")).unwrap();
+    assert_eq!(pred.lines().count(), 360);
+    assert!(Path::new(&s.path("curve.svg")).exists());
 }
 
 #[test]

@@ -19,7 +19,17 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// bpc: a JIT-compiled gradient compiler for small models written like the lecture.
 #[derive(Parser, Debug)]
-#[command(name = "bpc", version, args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+#[command(
+    name = "bpc",
+    version,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true,
+    after_help = "Train, stop, resume and predict (from the bpc source directory; `bpc train --help` has every flag):\n  \
+        bpc train examples/digits.bp --data examples/data/digits_train.csv --val examples/data/digits_test.csv \
+        --standardize --optimizer adam --epochs 1000 --save digits.safetensors\n  \
+        (Ctrl-C finishes the step, saves digits.safetensors and exits; add --init digits.safetensors to resume)\n  \
+        bpc predict examples/digits.bp --params digits.safetensors --data examples/data/digits_test.csv"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -144,12 +154,19 @@ pub struct EvalArgs {
 /// `bpc train`. Ctrl-C stops after the current step, saves a checkpoint (to --save, else
 /// MODEL.interrupted.safetensors) and exits with status 130; `--init` resumes from it.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    bpc train model.bp --data train.csv --val test.csv --standardize --optimizer adam --lr 0.001 --epochs 20 \
-    --save model.safetensors --plot curve.svg\n  \
-    bpc train model.bp --data train.csv --val test.csv --standardize --optimizer adam --epochs 20 \
-    --init model.safetensors --save model.safetensors   # resume (after Ctrl-C or to train longer)")]
+#[command(after_help = "Ctrl-C finishes the current step, saves the params and optimizer state to --save (else to \
+    MODEL.interrupted.safetensors), and exits with status 130; Ctrl-C twice quits at once without saving. \
+    --init resumes where the run stopped, with the checkpoint's optimizer and its settings, learning rate, \
+    schedule, seed and standardization (flags given again win); --epochs counts all epochs, those done included.\n\n\
+    Examples (run from the bpc source directory):\n  \
+    bpc train examples/digits.bp --data examples/data/digits_train.csv --val examples/data/digits_test.csv \
+    --standardize --optimizer adam --epochs 1000 --save digits.safetensors --plot curve.svg\n  \
+    bpc train examples/digits.bp --data examples/data/digits_train.csv --val examples/data/digits_test.csv \
+    --epochs 1500 --init digits.safetensors --save digits.safetensors   # resume after Ctrl-C, or train longer\n  \
+    bpc predict examples/digits.bp --params digits.safetensors --data examples/data/digits_test.csv \
+    --out predictions.csv")]
 pub struct TrainArgs {
+    /// The model (`.bp` file) whose params are trained.
     pub model: PathBuf,
     /// Training data (CSV with a header, or .csv.gz).
     #[arg(long, value_name = "TRAIN.csv")]
@@ -174,16 +191,17 @@ pub struct TrainArgs {
     /// Minibatch size.
     #[arg(long, default_value_t = 32, allow_hyphen_values = true, value_parser = at_least_one)]
     pub batch: u64,
-    /// Learning rate [default: 0.01; 0.001 for adam and adamw].
+    /// Learning rate [default: 0.01; 0.001 for adam and adamw; with --init, the checkpoint's].
     #[arg(long, allow_hyphen_values = true, value_parser = learning_rate)]
     pub lr: Option<f32>,
     /// How the learning rate changes: constant, step:EPOCHS:FACTOR (multiply by FACTOR every
-    /// EPOCHS epochs), or cosine (annealed to 0 over the run, every step).
-    #[arg(long, value_name = "SCHEDULE", default_value = "constant", value_parser = lr_schedule)]
-    pub lr_schedule: bpc::train::LrSchedule,
-    /// The update rule.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
-    pub optimizer: OptimizerArg,
+    /// EPOCHS epochs), or cosine (annealed to 0 over the run, every step) [default: constant;
+    /// with --init, the checkpoint's].
+    #[arg(long, value_name = "SCHEDULE", value_parser = lr_schedule)]
+    pub lr_schedule: Option<bpc::train::LrSchedule>,
+    /// The update rule [default: sgd; with --init, the checkpoint's, with its settings].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
     /// Momentum μ of --optimizer momentum [default: 0.9].
     #[arg(long, value_name = "MU", allow_hyphen_values = true, value_parser = unit_interval)]
     pub momentum: Option<f32>,
@@ -199,15 +217,17 @@ pub struct TrainArgs {
     /// Adam's ε [default: 1e-8].
     #[arg(long, allow_hyphen_values = true, value_parser = positive)]
     pub eps: Option<f32>,
-    /// L2 weight decay: wd·w is added to the gradient (adamw: w -= lr·wd·w, decoupled).
-    #[arg(long, value_name = "WD", default_value_t = 0.0, allow_hyphen_values = true, value_parser = non_negative)]
-    pub weight_decay: f32,
+    /// L2 weight decay: wd·w is added to the gradient (adamw: w -= lr·wd·w, decoupled)
+    /// [default: 0].
+    #[arg(long, value_name = "WD", allow_hyphen_values = true, value_parser = non_negative)]
+    pub weight_decay: Option<f32>,
     /// Stop when the validation loss has not improved for N epochs, keeping the best params.
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = at_least_one_usize)]
     pub patience: Option<usize>,
-    /// Seed of the initializers, the shuffling and --val-split.
-    #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number)]
-    pub seed: u64,
+    /// Seed of the initializers, the shuffling and --val-split [default: 0; with --init, the
+    /// checkpoint's].
+    #[arg(long, allow_hyphen_values = true, value_parser = whole_number)]
+    pub seed: Option<u64>,
     /// Scale features by the training set's mean and standard deviation.
     #[arg(long)]
     pub standardize: bool,
@@ -217,7 +237,8 @@ pub struct TrainArgs {
     /// Also save to --save every N epochs.
     #[arg(long, value_name = "N", requires = "save", allow_hyphen_values = true, value_parser = at_least_one_usize)]
     pub save_every: Option<usize>,
-    /// Resume from this checkpoint: params, optimizer state, epochs done, standardization.
+    /// Resume from this checkpoint: params, optimizer state, epochs done, standardization,
+    /// and (unless given again) the optimizer and its settings, --lr, --lr-schedule and --seed.
     #[arg(long, value_name = "P.safetensors")]
     pub init: Option<PathBuf>,
     /// Draw train and validation loss (and accuracy) per epoch to this SVG file.
@@ -240,7 +261,14 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Writes one CSV row per example: the model's `output` flattened (output_0, output_1, ...), \
+    then `predicted` (the class index, or its name if the training labels were names). The checkpoint's \
+    standardization statistics and feature columns are applied to the data. If the file has the label column, \
+    the accuracy (or R² and RMSE) goes to stderr.\n\n\
+    Example:\n  \
+    bpc predict examples/digits.bp --params digits.safetensors --data examples/data/digits_test.csv --out predictions.csv")]
 pub struct PredictArgs {
+    /// The model (`.bp` file) the params were trained for.
     pub model: PathBuf,
     /// Trained params.
     #[arg(long, value_name = "P.safetensors")]

@@ -9,13 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bpc::autodiff::Optimizer;
 use bpc::train::checkpoint::{self, Meta};
 use bpc::train::data::{self, LoadOptions};
 use bpc::train::{
-    Confusion, Dataset, Evaluator, LabelEncoding, LabelPolicy, Labels, OptState, OptimizerConfig, Params, Position,
-    Regression, RunError, Schema, Snapshot, Standardizer, Stop, TrainConfig, TrainReport,
+    Confusion, Dataset, Evaluator, LabelEncoding, LabelPolicy, Labels, LrSchedule, OptState, OptimizerConfig, Params,
+    Position, Regression, RunError, Schema, Snapshot, Standardizer, Stop, TrainConfig, TrainReport,
 };
 use bpc::{Error, Model};
 use serde_json::{Value, json};
@@ -25,10 +26,14 @@ use super::{OptimizerArg, TrainArgs};
 pub fn run(a: &TrainArgs) -> Result<(), Error> {
     let model = Model::load(&a.model)?;
     let schema = schema(&model)?;
-    let opt = optimizer_config(a);
     for p in a.save.iter().chain(&a.plot) {
         check_dir(p)?;
     }
+    let saved = match &a.init {
+        Some(p) => Some(checkpoint::read_meta(p).map_err(|e| Error(e.to_string()))?),
+        None => None,
+    };
+    let Settings { opt, lr, schedule, seed } = settings(a, saved.as_ref())?;
     let resume = match &a.init {
         Some(p) => Some(Resume::load(p, &model, a, opt.optimizer)?),
         None => None,
@@ -49,7 +54,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
             let opts = LoadOptions { encoding: encoding.as_ref(), ..opts.clone() };
             Some(data::load(p, &schema, &opts).map_err(|e| Error(e.to_string()))?)
         }
-        (None, Some(f)) => Some(train.split_validation(f, a.seed).map_err(|e| Error(e.to_string()))?),
+        (None, Some(f)) => Some(train.split_validation(f, seed).map_err(|e| Error(e.to_string()))?),
         (None, None) => None,
     };
     if a.patience.is_some() && val.is_none() {
@@ -69,7 +74,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     let (mut params, mut state, start) = match resume {
         Some(r) => (r.params, r.state, r.start),
         None => (
-            Params::init(&model.func, a.seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
+            Params::init(&model.func, seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
             OptState::new(&model.func, opt.optimizer),
             Position::default(),
         ),
@@ -79,10 +84,10 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     let cfg = TrainConfig {
         epochs: a.epochs,
         batch: a.batch as usize,
-        lr: a.lr.unwrap_or(default_lr(opt.optimizer)),
-        schedule: a.lr_schedule,
+        lr,
+        schedule,
         optimizer: opt,
-        seed: a.seed,
+        seed,
         opt_level: a.opt.level(),
         threads: a.threads,
         check_finite: a.check_finite,
@@ -101,10 +106,10 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         features: features.clone(),
         epochs: at.epochs,
         examples: at.examples,
-        seed: Some(a.seed),
+        seed: Some(seed),
         optimizer: None,
         optimizer_steps: 0,
-        optimizer_config: Some(opt.to_json()),
+        optimizer_config: Some(settings_json(&opt, lr, schedule)),
     };
     let mut on_epoch = |e: &bpc::train::EpochReport, snap: &Snapshot| -> Result<(), RunError> {
         if a.json {
@@ -205,21 +210,45 @@ impl Resume {
     }
 }
 
-/// The optimizer settings from the flags; a flag that does not apply to the chosen
+/// The run's optimizer with its settings, learning rate, schedule and seed.
+struct Settings {
+    opt: OptimizerConfig,
+    lr: f32,
+    schedule: LrSchedule,
+    seed: u64,
+}
+
+/// The settings from the flags; with `--init`, what the flags leave out comes from the
+/// checkpoint (its optimizer and that optimizer's settings and learning rate, its schedule
+/// and seed), so "resume" means "go on as before". A flag that does not apply to the
 /// optimizer is a usage error rather than silently ignored.
-fn optimizer_config(a: &TrainArgs) -> OptimizerConfig {
-    let optimizer = match a.optimizer {
-        OptimizerArg::Sgd => Optimizer::Sgd,
-        OptimizerArg::Momentum => Optimizer::Momentum { nesterov: a.nesterov },
-        OptimizerArg::Adam => Optimizer::Adam,
-        OptimizerArg::Adamw => Optimizer::AdamW,
+fn settings(a: &TrainArgs, saved: Option<&Meta>) -> Result<Settings, Error> {
+    let (before, before_lr, before_schedule) = match saved.and_then(|m| m.optimizer_config.as_deref()) {
+        Some(text) => {
+            let shown = a.init.as_deref().unwrap_or(Path::new("")).display();
+            let bad = |e: String| Error(format!("{shown}: {e}"));
+            let (c, lr, s) = parse_settings(text).map_err(bad)?;
+            (Some(c), lr, s)
+        }
+        None => (None, None, None),
     };
-    let name = format!("{:?}", a.optimizer).to_lowercase();
+    let optimizer = match a.optimizer {
+        Some(OptimizerArg::Sgd) => Optimizer::Sgd,
+        Some(OptimizerArg::Momentum) => Optimizer::Momentum { nesterov: a.nesterov },
+        Some(OptimizerArg::Adam) => Optimizer::Adam,
+        Some(OptimizerArg::Adamw) => Optimizer::AdamW,
+        None => match before.map(|c| c.optimizer) {
+            Some(Optimizer::Momentum { nesterov }) => Optimizer::Momentum { nesterov: nesterov || a.nesterov },
+            Some(o) => o,
+            None => Optimizer::Sgd,
+        },
+    };
+    let name = family(optimizer);
     let misplaced = |flag: &str, for_: &str| -> ! {
         super::usage_error(&format!("{flag} applies to {for_}, not to --optimizer {name}"))
     };
-    let momentum = a.optimizer == OptimizerArg::Momentum;
-    let adam = matches!(a.optimizer, OptimizerArg::Adam | OptimizerArg::Adamw);
+    let momentum = matches!(optimizer, Optimizer::Momentum { .. });
+    let adam = matches!(optimizer, Optimizer::Adam | Optimizer::AdamW);
     if a.momentum.is_some() && !momentum {
         misplaced("--momentum", "--optimizer momentum");
     }
@@ -231,15 +260,55 @@ fn optimizer_config(a: &TrainArgs) -> OptimizerConfig {
             misplaced(flag, "--optimizer adam and adamw");
         }
     }
-    let d = OptimizerConfig::default();
-    OptimizerConfig {
+    // The checkpoint's settings carry over only to the same kind of optimizer.
+    let same = before.filter(|c| family(c.optimizer) == name);
+    let d = same.unwrap_or_default();
+    let opt = OptimizerConfig {
         optimizer,
         momentum: a.momentum.unwrap_or(d.momentum),
         beta1: a.beta1.unwrap_or(d.beta1),
         beta2: a.beta2.unwrap_or(d.beta2),
         eps: a.eps.unwrap_or(d.eps),
-        weight_decay: a.weight_decay,
+        weight_decay: a.weight_decay.unwrap_or(d.weight_decay),
+    };
+    let lr = a.lr.or(before_lr.filter(|_| same.is_some())).unwrap_or(default_lr(optimizer));
+    let schedule = a.lr_schedule.or(before_schedule).unwrap_or(LrSchedule::Constant);
+    let seed = a.seed.or(saved.and_then(|m| m.seed)).unwrap_or(0);
+    Ok(Settings { opt, lr, schedule, seed })
+}
+
+/// The `--optimizer` value that chooses `o`.
+fn family(o: Optimizer) -> &'static str {
+    match o {
+        Optimizer::Sgd => "sgd",
+        Optimizer::Momentum { .. } => "momentum",
+        Optimizer::Adam => "adam",
+        Optimizer::AdamW => "adamw",
     }
+}
+
+/// The checkpoint's record of the settings: the optimizer's, plus `lr` and `lr_schedule`.
+fn settings_json(opt: &OptimizerConfig, lr: f32, schedule: LrSchedule) -> String {
+    let mut v: Value = serde_json::from_str(&opt.to_json()).expect("to_json writes an object");
+    v["lr"] = json!(f64::from(lr));
+    v["lr_schedule"] = json!(schedule.to_string());
+    v.to_string()
+}
+
+/// Reads [`settings_json`]'s text (the learning rate and schedule are absent from older checkpoints).
+fn parse_settings(text: &str) -> Result<(OptimizerConfig, Option<f32>, Option<LrSchedule>), String> {
+    let c = OptimizerConfig::from_json(text)?;
+    let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let bad = |what: &str| format!("bad optimizer settings ({what}): `{text}`");
+    let lr = match &v["lr"] {
+        Value::Null => None,
+        x => Some(x.as_f64().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| bad("lr"))? as f32),
+    };
+    let schedule = match &v["lr_schedule"] {
+        Value::Null => None,
+        x => Some(x.as_str().and_then(|s| LrSchedule::parse(s).ok()).ok_or_else(|| bad("lr_schedule"))?),
+    };
+    Ok((c, lr, schedule))
 }
 
 /// PyTorch's usual starting points: 0.01 for SGD (SPEC §4), 0.001 for Adam.
@@ -265,14 +334,23 @@ fn check_stats(s: &Standardizer, d: &Dataset, source: &Path) -> Result<(), Error
 }
 
 /// Ctrl-C once: stop after the current step and save; twice: exit at once (the checkpoint
-/// being written, if any, is atomic, so the last good one survives).
+/// being written, if any, is atomic, so the last good one survives). A second SIGINT within
+/// half a second of the first counts as the same one: a terminal signals the foreground
+/// process group, and tools such as `timeout -s INT` signal both the process and its group,
+/// so one Ctrl-C can arrive twice.
 fn install_interrupt_handler(flag: &Arc<AtomicBool>, quiet: bool) -> Result<(), Error> {
     let flag = Arc::clone(flag);
+    let mut first: Option<Instant> = None;
     ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
+        if let Some(t) = first {
+            if t.elapsed() < Duration::from_millis(500) {
+                return;
+            }
             eprintln!("\ninterrupted again: exiting without saving");
             std::process::exit(130);
         }
+        first = Some(Instant::now());
+        flag.store(true, Ordering::SeqCst);
         if !quiet {
             eprintln!("\ninterrupt: finishing this step, then saving (Ctrl-C again to quit at once)");
         }
@@ -295,7 +373,7 @@ fn announce(model: &Model, params: &Params, train: &Dataset, val: Option<&Datase
     let v = val.map_or(String::new(), |v| format!(", {} validation", v.len()));
     let o = &cfg.optimizer;
     let mut how = format!("{} lr {}", o.optimizer.name(), cfg.lr);
-    if cfg.schedule != bpc::train::LrSchedule::Constant {
+    if cfg.schedule != LrSchedule::Constant {
         how += &format!(" ({})", cfg.schedule);
     }
     if o.weight_decay != 0.0 {

@@ -42,6 +42,18 @@ impl Optimizer {
         }
     }
 
+    /// The optimizer called `name` by [`Optimizer::name`] (as a checkpoint records it).
+    pub fn from_name(name: &str) -> Option<Optimizer> {
+        Some(match name {
+            "sgd" => Optimizer::Sgd,
+            "momentum" => Optimizer::Momentum { nesterov: false },
+            "nesterov" => Optimizer::Momentum { nesterov: true },
+            "adam" => Optimizer::Adam,
+            "adamw" => Optimizer::AdamW,
+            _ => return None,
+        })
+    }
+
     /// The state tensors kept per param, as prefixes of their argument names (`P` → `PREFIX.P`).
     pub fn state_prefixes(self) -> &'static [&'static str] {
         match self {

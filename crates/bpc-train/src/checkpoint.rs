@@ -176,6 +176,16 @@ pub fn load(path: &Path, func: &Function) -> Result<(Params, Meta), CheckpointEr
     Ok((params, meta))
 }
 
+/// Reads only the metadata of the checkpoint at `path` (to learn how it was trained before
+/// loading it for a model).
+pub fn read_meta(path: &Path) -> Result<Meta, CheckpointError> {
+    let err = |message: String| CheckpointError { path: path.display().to_string(), message };
+    let buf = fs::read(path).map_err(|e| err(format!("cannot open: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| err(format!("not a safetensors file: {e}")))?;
+    let empty = HashMap::new();
+    parse_meta(header.metadata().as_ref().unwrap_or(&empty)).map_err(err)
+}
+
 /// Reads the params of `func`, the metadata and, if the checkpoint was saved by `optimizer`,
 /// its state (`None` when it was saved by another optimizer or without state).
 pub fn load_with_state(
@@ -370,5 +380,41 @@ mod tests {
         assert!(load(&junk, &model([2, 3])).unwrap_err().message.starts_with("not a safetensors file"));
         let e = save(&dir.path().join("no/such/dir/p.safetensors"), &Params::zeros(&model([2, 3])), &Meta::default());
         assert!(e.unwrap_err().message.starts_with("cannot write: No such file or directory"));
+    }
+
+    /// The names in `dir`, sorted.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn saving_replaces_the_file_whole_and_leaves_no_temporary() {
+        let dir = TempDir::new("ckpt-atomic");
+        let path = dir.path().join("p.safetensors");
+        let f = model([2, 3]);
+        let mut p = Params::zeros(&f);
+        save(&path, &p, &Meta { epochs: 1, ..Meta::default() }).unwrap();
+        p.data.iter_mut().for_each(|x| *x = 2.5);
+        save(&path, &p, &Meta { epochs: 2, ..Meta::default() }).unwrap();
+        assert_eq!(listing(dir.path()), ["p.safetensors"]);
+        let (back, meta) = load(&path, &f).unwrap();
+        assert_eq!((back.data, meta.epochs), (p.data.clone(), 2));
+        assert_eq!(read_meta(&path).unwrap().epochs, 2);
+
+        // A write that fails at the rename (the target is a directory) removes its temporary
+        // file and leaves the target as it was.
+        let blocked = dir.path().join("blocked.safetensors");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("inside"), b"kept").unwrap();
+        let e = save(&blocked, &p, &Meta::default()).unwrap_err();
+        assert!(e.message.starts_with("cannot write: "), "{e}");
+        assert_eq!(listing(dir.path()), ["blocked.safetensors", "p.safetensors"]);
+        assert_eq!(fs::read(blocked.join("inside")).unwrap(), b"kept");
+        // The file is first written to a hidden sibling: a crash leaves at most that behind.
+        let tmp = path.with_file_name(format!(".p.safetensors.tmp-{}", std::process::id()));
+        assert!(!tmp.exists());
     }
 }

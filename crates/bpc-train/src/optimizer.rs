@@ -82,6 +82,31 @@ impl OptimizerConfig {
     }
 }
 
+impl OptimizerConfig {
+    /// The settings recorded by [`OptimizerConfig::to_json`] (fields it leaves out, such as
+    /// Adam's betas for SGD, keep their defaults; other fields are ignored).
+    pub fn from_json(text: &str) -> Result<OptimizerConfig, String> {
+        let bad = |what: &str| format!("bad optimizer settings ({what}): `{text}`");
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
+        let name = v["optimizer"].as_str().ok_or_else(|| bad("no optimizer name"))?;
+        let optimizer = Optimizer::from_name(name).ok_or_else(|| bad("unknown optimizer"))?;
+        let mut c = OptimizerConfig { optimizer, ..OptimizerConfig::default() };
+        for (key, field) in [
+            ("momentum", &mut c.momentum),
+            ("beta1", &mut c.beta1),
+            ("beta2", &mut c.beta2),
+            ("eps", &mut c.eps),
+            ("weight_decay", &mut c.weight_decay),
+        ] {
+            match &v[key] {
+                serde_json::Value::Null => {}
+                x => *field = x.as_f64().filter(|x| x.is_finite()).ok_or_else(|| bad(key))? as f32,
+            }
+        }
+        Ok(c)
+    }
+}
+
 /// The `Hyper` arguments a train step may take, in a fixed order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HyperKey {
@@ -249,6 +274,28 @@ mod tests {
         let h = cfg.hypers(1e-3, 2);
         assert_eq!(h.get(HyperKey::BiasCorrection1), (1.0 - f64::from(0.9f32).powi(2)) as f32);
         assert_eq!((h.get(HyperKey::Lr), h.get(HyperKey::Eps)), (1e-3, 1e-8));
+    }
+
+    #[test]
+    fn settings_round_trip_through_json() {
+        let d = OptimizerConfig::default();
+        for c in [
+            d,
+            OptimizerConfig {
+                optimizer: Optimizer::Momentum { nesterov: true },
+                momentum: 0.8,
+                weight_decay: 0.1,
+                ..d
+            },
+            OptimizerConfig { optimizer: Optimizer::AdamW, beta1: 0.5, beta2: 0.9, eps: 1e-6, weight_decay: 0.01, ..d },
+        ] {
+            assert_eq!(OptimizerConfig::from_json(&c.to_json()), Ok(c), "{}", c.to_json());
+        }
+        assert_eq!(
+            OptimizerConfig::from_json(r#"{"optimizer":"rmsprop"}"#).unwrap_err(),
+            r#"bad optimizer settings (unknown optimizer): `{"optimizer":"rmsprop"}`"#
+        );
+        assert!(OptimizerConfig::from_json(r#"{"optimizer":"adam","beta1":"x"}"#).unwrap_err().contains("(beta1)"));
     }
 
     #[test]
