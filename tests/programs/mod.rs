@@ -74,7 +74,18 @@ pub fn all_ops() -> Vec<&'static str> {
     v.extend(CMP);
     v.extend(REDUCE.iter().copied());
     v.extend(["sum_axis", "mean_axis", "max_axis", "min_axis", "logsumexp_axis"]);
-    v.extend(["softmax", "log_softmax", "@", "transpose", "index", "cross_entropy", "mse", "bce_with_logits", "g"]);
+    v.extend([
+        "softmax",
+        "log_softmax",
+        "@",
+        "transpose",
+        "index",
+        "index2",
+        "cross_entropy",
+        "mse",
+        "bce_with_logits",
+        "g",
+    ]);
     v.extend(["broadcast_shapes", "broadcast_two_sided", "shared_with_per_example", "bind_reuse", "label"]);
     v
 }
@@ -206,11 +217,16 @@ fn node(k: u32, s: Dims, d: u32, binds: Vec<Dims>) -> S {
             .boxed(),
         11 => matmul(s, d, b),
         12 if s.len() == 2 => expr(vec![s[1], s[0]], d, b).prop_map(|e| E::Call("transpose", vec![e], None)).boxed(),
-        13 if s.len() <= 1 => (select(vec![2usize, 3]), Just(s))
-            .prop_flat_map(move |(k, s)| {
+        13 if s.len() <= 1 => (select(vec![2usize, 3]), any::<bool>(), Just(s))
+            .prop_flat_map(move |(k, both, s)| {
+                if both && s.is_empty() {
+                    // `W[i, j]` of a [2, 3] or [3, 2] value.
+                    let from = expr(vec![k, 5 - k], d, b.clone());
+                    return (from, 0..k, 0..5 - k).prop_map(|(e, i, j)| E::Index(bx(e), vec![i, j])).boxed();
+                }
                 let mut big = vec![k];
                 big.extend(&s);
-                (expr(big, d, b.clone()), 0..k).prop_map(|(e, i)| E::Index(bx(e), vec![i]))
+                (expr(big, d, b.clone()), 0..k).prop_map(|(e, i)| E::Index(bx(e), vec![i])).boxed()
             })
             .boxed(),
         14 if s.is_empty() => loss_call(d, b),
@@ -498,8 +514,8 @@ fn count(e: &E, cx: &Cx, counts: &mut BTreeMap<&'static str, usize>) {
                 count(a, cx, counts);
             }
         }
-        E::Index(a, _) => {
-            bump("index");
+        E::Index(a, at) => {
+            bump(if at.len() == 2 { "index2" } else { "index" });
             count(a, cx, counts);
         }
         E::CrossEntropy(z, _) => {
