@@ -732,6 +732,8 @@ fn save_every_keeps_the_last_good_checkpoint_when_training_diverges() {
     let at = err.find("epoch ").unwrap_or_else(|| panic!("{err}"));
     let epoch: usize = err[at + 6..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
     assert!(err.contains("training diverged") && epoch >= 3, "{err}");
+    assert!(err.contains(&format!("training diverged: the loss is inf at step 4 of epoch {epoch}")), "{err}");
+    assert!(err.contains(&format!("{ck} keeps the last good checkpoint, of epoch {}", epoch - 1)), "{err}");
     let m = bpc::Model::load(&model).unwrap();
     let (params, meta) = bpc::train::checkpoint::load(Path::new(&ck), &m.func).unwrap();
     assert_eq!(meta.epochs, epoch - 1, "the checkpoint of the last good epoch");

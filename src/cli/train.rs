@@ -111,6 +111,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         optimizer_steps: 0,
         optimizer_config: Some(settings_json(&opt, lr, schedule)),
     };
+    let mut saved_epoch = None;
     let mut on_epoch = |e: &bpc::train::EpochReport, snap: &Snapshot| -> Result<(), RunError> {
         if a.json {
             print_line(&e.to_json());
@@ -124,11 +125,20 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         {
             checkpoint::save_with_state(p, snap.params, Some(snap.state), &meta_of(snap.at))
                 .map_err(|e| RunError::Save(e.to_string()))?;
+            saved_epoch = Some(snap.at.epochs);
         }
         Ok(())
     };
-    let report = bpc::train::train(&model.func, &mut params, &mut state, &train, val.as_ref(), &cfg, &mut on_epoch)
-        .map_err(|e| run_error(&model, e))?;
+    let result = bpc::train::train(&model.func, &mut params, &mut state, &train, val.as_ref(), &cfg, &mut on_epoch);
+    let report = result.map_err(|e| {
+        let err = run_error(&model, e);
+        match (saved_epoch, &a.save) {
+            (Some(epoch), Some(p)) => {
+                Error(format!("{err}\n{} keeps the last good checkpoint, of epoch {epoch}", p.display()))
+            }
+            _ => err,
+        }
+    })?;
     let at = match report.stop {
         Stop::Finished => Position { epochs: a.epochs, examples: 0 },
         Stop::EarlyStopped { best_epoch, .. } => Position { epochs: best_epoch, examples: 0 },

@@ -369,13 +369,81 @@ fn progress_bar(cfg: &TrainConfig, examples: usize) -> ProgressBar {
     if !cfg.progress {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(examples as u64), ProgressDrawTarget::stderr());
+    let bar = bar_on(ProgressDrawTarget::stderr(), examples);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// The bar's look (an indicatif template): `epoch 3/10 ████░░ 512/1438 examples  45000 ex/s  eta 0s`.
+fn bar_on(target: ProgressDrawTarget, examples: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(examples as u64), target);
     let style = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} examples  {rate}  eta {eta}")
         .expect("valid template")
         .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = write!(w, "{:.0} ex/s", s.per_sec());
         });
     bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use indicatif::TermLike;
+
+    use super::*;
+
+    /// A terminal that keeps the last line drawn.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> io::Result<()> {
+            if !s.is_empty() {
+                *self.0.lock().unwrap() = s.to_string();
+            }
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> io::Result<()> {
+            self.write_line(s)
+        }
+        fn clear_line(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_bar_shows_examples_rate_and_eta() {
+        let screen = Screen::default();
+        let bar = bar_on(ProgressDrawTarget::term_like(Box::new(screen.clone())), 1438);
+        bar.set_message("epoch 3/10");
+        bar.inc(512);
+        bar.force_draw();
+        let line = screen.0.lock().unwrap().clone();
+        assert!(line.starts_with("epoch 3/10 "), "{line}");
+        for part in [" 512/1438 examples  ", " ex/s  eta "] {
+            assert!(line.contains(part), "no `{part}` in `{line}`");
+        }
+        assert_eq!(line.chars().count(), 80, "the bar fills the terminal's width: `{line}`");
+    }
 }
