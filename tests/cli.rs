@@ -254,8 +254,46 @@ fn emit_other_stages() {
     for (text, colour) in [("0.731059", "#1a7f1a"), ("-0.196612", "#c0161b"), ("-0.589836", "#c0161b")] {
         assert!(neuron.contains(&format!("fill=\"{colour}\">{text}</text>")), "{text}: {neuron}");
     }
+    well_formed_xml(&neuron);
+    // Comparisons, where and a def: labels that could hold `<` or `&` are escaped.
+    let s = Scratch::new("svg");
+    let m = s.file("m.bp", "def g(u) = u * 2\ninput a\ninput b\nloss where(a < b, g(a), b) + (a >= b)\n");
+    well_formed_xml(&ok(&[&m, "--emit", "svg", "--set", "a=1,b=2"]));
     let clif = ok(&["examples/add_mul.bp", "--emit", "clif"]);
     assert!(clif.contains("; entry\nfunction u0:") && clif.contains("system_v"), "{clif}");
+}
+
+/// An XML well-formedness check for the SVG (no XML crate in the tree): one root element,
+/// every tag closed in order, quoted attributes, and no raw `<` or stray `&` in text.
+fn well_formed_xml(doc: &str) {
+    let mut open: Vec<&str> = Vec::new();
+    let (mut rest, mut roots) = (doc.trim(), 0);
+    while let Some(lt) = rest.find('<') {
+        let text = &rest[..lt];
+        for (i, _) in text.match_indices('&') {
+            let entity = text[i..].split_once(';').map(|(e, _)| e).unwrap_or("");
+            assert!(["&lt", "&gt", "&amp", "&quot", "&apos"].contains(&entity), "a stray `&` in {text:?}");
+        }
+        let gt = rest[lt..].find('>').unwrap_or_else(|| panic!("an unclosed tag at {:?}", &rest[lt..])) + lt;
+        let tag = &rest[lt + 1..gt];
+        assert!(!tag.contains('<'), "a `<` inside the tag <{tag}>");
+        assert_eq!(tag.matches('"').count() % 2, 0, "unbalanced quotes in <{tag}>");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(open.pop(), Some(name.trim()), "</{name}> closes the wrong element");
+        } else if !tag.starts_with('?') && !tag.starts_with('!') {
+            let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+            assert!(!name.is_empty(), "an empty tag name in <{tag}>");
+            roots += usize::from(open.is_empty());
+            if !tag.ends_with('/') {
+                open.push(name);
+            }
+        }
+        rest = &rest[gt + 1..];
+    }
+    assert!(
+        open.is_empty() && rest.trim().is_empty() && roots == 1,
+        "unclosed {open:?}, trailing {rest:?}, {roots} roots"
+    );
 }
 
 // ---------------------------------------------------------------- diagnostics
