@@ -22,6 +22,19 @@ use super::{Error, ErrorKind, Program, TensorSpec};
 /// `B × example_len` floats (`[B, shape...]` row-major); `labels` one per
 /// [`Program::labels`] entry. Functions that do not read the labels (a forward pass to the
 /// `output`) accept an empty `labels`.
+///
+/// A feed only borrows: build it in the call, or bind the arrays it points to first.
+///
+/// ```
+/// # use bpc::{Feed, Label};
+/// let (x, y) = (vec![0.5f32; 8], vec![1i32, 0]); // x[2, 4], y[2]
+/// let inputs = [&x[..]];
+/// let labels = [Label::Class(&y)];
+/// let feed = Feed::with_labels(&inputs, &labels);
+/// // or, as a struct literal, whose temporaries live as long as `feed2`:
+/// let feed2 = Feed { inputs: &[&x], labels: &[Label::Class(&y)] };
+/// assert_eq!((feed.inputs[0].len(), feed2.labels.len()), (8, 1));
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Feed<'a> {
     /// One buffer per input, in declaration order.

@@ -111,7 +111,8 @@ pub fn compile_file(path: impl AsRef<Path>, options: &Options) -> Result<Program
 /// A checked model: its source, its forward IR, what it declares, and the factory of its
 /// native functions.
 ///
-/// A `Program` is immutable, `Send + Sync` and cheap to share; each native function it makes
+/// A `Program` is immutable and `Send + Sync` (share it by reference or in an `Arc`;
+/// `clone` copies the IR); each native function it makes
 /// ([`Program::forward`], [`Program::value_and_grad`], [`Program::train_step`],
 /// [`Program::hvp`]) is specialized for one minibatch size and compiled when made.
 #[derive(Clone, Debug)]
@@ -324,8 +325,8 @@ impl Program {
     /// each reshaped row-major (SPEC §4).
     ///
     /// # Errors
-    /// [`ErrorKind::Data`] naming `file:line:column` and what was expected;
-    /// [`ErrorKind::Io`] if the file cannot be read.
+    /// [`ErrorKind::Data`] naming `file:line:column` and what was expected, or the path
+    /// and the system's reason if the file cannot be read.
     pub fn load_csv(&self, path: impl AsRef<Path>) -> Result<super::Dataset, Error> {
         let schema = self.schema()?;
         Ok(bpc_train::data::load(path.as_ref(), &schema, &bpc_train::LoadOptions::default())?)

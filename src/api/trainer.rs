@@ -17,6 +17,27 @@ use super::{Error, ErrorKind, Params, Program};
 /// every epoch (and early stopping with `config.patience`). The optimizer level and threads
 /// are the config's, not the program's [`super::Options`]. Shuffling and initialization
 /// depend only on the seeds: a run is reproducible.
+///
+/// ```
+/// use bpc::{Options, Standardizer, TrainConfig, Trainer};
+///
+/// let dir = env!("CARGO_MANIFEST_DIR");
+/// let program = bpc::compile_file(format!("{dir}/examples/iris.bp"), &Options::default())?;
+/// let mut train = program.load_csv(format!("{dir}/examples/data/iris_train.csv"))?;
+/// let mut val = program.load_csv(format!("{dir}/examples/data/iris_test.csv"))?;
+/// let scale = Standardizer::fit(&train); // feature mean and deviation of the training set
+/// scale.apply(&mut train);
+/// scale.apply(&mut val);
+///
+/// let mut params = program.init_params(0)?;
+/// let config = TrainConfig { epochs: 50, batch: 16, lr: 0.1, ..TrainConfig::default() };
+/// let mut trainer = Trainer::new(&program, config)?;
+/// let report = trainer.fit(&mut params, &train, Some(&val))?;
+/// let last = report.epochs.last().unwrap();
+/// assert!(last.val_accuracy.unwrap() > 0.9, "{last:?}");
+/// assert!(trainer.evaluate(&params, &val)?.loss < report.epochs[0].val_loss.unwrap());
+/// # Ok::<(), bpc::Error>(())
+/// ```
 pub struct Trainer {
     func: Function,
     source: Source,
