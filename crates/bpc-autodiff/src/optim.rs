@@ -326,3 +326,55 @@ impl Emit<'_> {
         self.axpy(g, wd, w)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bpc_ir::{ArgKind, Function, Inst, verify};
+
+    use super::{Optimizer, UpdateRule};
+    use crate::train_step;
+
+    const MODEL: &str = "input x[2]\nlabel y\nparam W[2] ~ normal(0, 1)\nparam b = 0\nloss (sum(W * x) + b - y)^2\n";
+
+    fn names(f: &Function, kind: fn(&ArgKind) -> bool) -> Vec<&str> {
+        f.args.iter().filter(|a| kind(&a.kind)).map(|a| a.name.as_str()).collect()
+    }
+
+    /// Every rule is compiled into the step: its hyperparameters are `Hyper` arguments (no
+    /// value of them is a constant of the step, so a schedule never recompiles), its state
+    /// is `State` arguments, and params and state are updated in place.
+    #[test]
+    fn every_rule_takes_its_hypers_and_state_as_arguments() {
+        let f = bpc_front::compile(&bpc_front::Source::new("m.bp", MODEL)).unwrap();
+        for (rule, state) in [
+            (UpdateRule::from(Optimizer::Sgd), &[][..]),
+            (
+                UpdateRule { optimizer: Optimizer::Momentum { nesterov: true }, weight_decay: true },
+                &["momentum_buffer.W", "momentum_buffer.b"],
+            ),
+            (UpdateRule::from(Optimizer::Adam), &["exp_avg.W", "exp_avg.b", "exp_avg_sq.W", "exp_avg_sq.b"]),
+            (
+                UpdateRule { optimizer: Optimizer::AdamW, weight_decay: true },
+                &["exp_avg.W", "exp_avg.b", "exp_avg_sq.W", "exp_avg_sq.b"],
+            ),
+        ] {
+            let step = train_step(&f, rule).unwrap();
+            verify(&step).unwrap();
+            let name = rule.optimizer.name();
+            assert_eq!(names(&step, |k| matches!(k, ArgKind::Hyper)), rule.hypers(), "{name}");
+            assert_eq!(names(&step, |k| matches!(k, ArgKind::State)), state, "{name}");
+            let updated: Vec<&str> =
+                step.results.iter().filter_map(|r| r.update).map(|a| step.arg(a).name.as_str()).collect();
+            assert_eq!(updated, [&["W", "b"][..], state].concat(), "{name}");
+            let consts: Vec<f64> = step
+                .values()
+                .filter_map(|v| match step.inst(v) {
+                    Inst::Const(c) => Some(*c),
+                    _ => None,
+                })
+                .collect();
+            assert!(consts.iter().all(|c| [0.0, 1.0, 2.0, 0.5].contains(c)), "{name}: constants {consts:?}");
+            assert_eq!(Optimizer::from_name(name), Some(rule.optimizer));
+        }
+    }
+}
