@@ -5,23 +5,28 @@
 //!
 //! - **Buffers.** Arguments and (non-update) results are the caller's buffers, passed to
 //!   [`Compiled::run`] in `Function::args` / `Function::results` order and checked against
-//!   the types at the compiled batch size. Every other value gets a 64-byte-aligned region
-//!   of one workspace arena ([`Workspace`], one per thread, allocated once; no reuse by
-//!   liveness yet). A result value is computed straight into its buffer. An update result is
-//!   written over its param's [`Arg::F32Mut`] buffer: by the kernel that computes it when
-//!   that kernel reads the param only elementwise and nothing reads the param later
-//!   (`W - lr·dW`), else by a copy after every other step.
+//!   the types at the compiled batch size. Every other stored value gets a 64-byte-aligned
+//!   region of one workspace arena ([`Workspace`], one per thread, allocated once); after
+//!   the optimizer, regions are shared by liveness and an elementwise kernel may write over
+//!   an input that dies there (`alloc.rs`). A result value is computed straight into its
+//!   buffer. An update result is written over its param's [`Arg::F32Mut`] buffer: by the
+//!   GEMM or kernel that computes it when that reads the param only elementwise and nothing
+//!   reads the old param later (`W - lr·dW`; later readers of the update read the param,
+//!   `inplace.rs`), else by a copy after every other step.
 //! - **Views are free** (`plan.rs`). `reshape`, `broadcast`, `transpose` and `index` are
 //!   strided views of their operand; consumers read them with those strides (stride 0 on
 //!   broadcast axes), GEMM takes transposes as strides. Constants and the batch size fold
 //!   into kernel bodies; `pow` by a constant integer becomes multiplications.
 //! - **Kernels** (`kernel.rs`) are loop nests over an output shape with a body built from
-//!   ops (the unit fusion grows); identical kernels are compiled once, kernels of a few
-//!   dozen elements are emitted inline in the entry. Elementwise work is `f32x4` (the widest
-//!   Cranelift type on x64), unrolled, with branch-free masks for `relu`, `max`, `where` and
-//!   comparisons, and polynomial `exp`/`log` (`math.rs`). Reductions keep accumulators in
-//!   registers (rows, and columns for sums over the batch) and compensate sums (Kahan).
-//!   Matrix products call the `gemm` crate through an `extern "C"` shim (`gemm.rs`).
+//!   ops; the optimizer's fused groups (`Function::kernels`) become one loop nest each,
+//!   their inner members never stored (`lazy.rs`, `reduce.rs`, `rows.rs`). Identical
+//!   kernels are compiled once, kernels of a few dozen elements are emitted inline in the
+//!   entry. Elementwise work is `f32x4` (the widest Cranelift type on x64), unrolled, with
+//!   branch-free masks for `relu`, `max`, `where` and comparisons, and polynomial
+//!   `exp`/`log` (`math.rs`). Reductions keep accumulators in registers (rows, and columns
+//!   for sums over the batch) and compensate sums (Kahan). Matrix products call `gemmkit`
+//!   through an `extern "C"` shim (`gemm.rs`), with packing memory owned by the workspace,
+//!   so a step allocates nothing.
 //! - **Entry.** One function `extern "C" fn(ptrs, ws)` runs the steps in program order.
 //!   Compiled code is immutable: a [`Compiled`] is `Send + Sync`; each thread brings its own
 //!   workspace.
