@@ -335,6 +335,30 @@ fn bad_data_stops_before_training_naming_file_line_and_column() {
         "{err}"
     );
     assert!(!Path::new(&s.path("never.safetensors")).exists());
+    // predict reads data the same way, and writes nothing on bad data.
+    let ck = s.path("iris.safetensors");
+    ok(&[
+        "train",
+        "examples/iris.bp",
+        "--data",
+        "examples/data/iris_train.csv",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--save",
+        &ck,
+    ]);
+    let text = s.file("p_text.csv", &format!("{header}5.1,3.5,1.4,0.2,0\n5.1,3.5,1.4,wide,0\n"));
+    let unlabeled = s.file("p_ragged.csv", "a,b,c,d\n5.1,3.5,1.4,0.2\n5.1,3.5,1.4\n");
+    for (file, want) in [
+        (&text, ":3:13: expected a number in column `petal_width_cm`, found `wide`"),
+        (&unlabeled, ":3:12: expected 4 fields as in the header, found 3"),
+    ] {
+        let out = s.path("pred.csv");
+        let err = fails_with(1, &["predict", "examples/iris.bp", "--params", &ck, "--data", file, "--out", &out]);
+        assert!(err.contains(&format!("{file}{want}")), "{err}");
+        assert!(!Path::new(&out).exists());
+    }
 }
 
 /// `--standardize` statistics come from the training file only (not the validation file),
