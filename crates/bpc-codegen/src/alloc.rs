@@ -84,7 +84,7 @@ pub(crate) fn allocate(steps: &mut [Step], kernels: &[Kernel], bufs: &[usize], r
                 for p in [&mut g.dst, &mut g.lhs, &mut g.rhs] {
                     fix(p);
                 }
-                if let Some(p) = &mut g.scale {
+                for p in [&mut g.scale, &mut g.beta_scale].into_iter().flatten() {
                     fix(p);
                 }
             }

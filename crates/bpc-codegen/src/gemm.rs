@@ -4,7 +4,7 @@
 //! Matrix products are not generated: Cranelift has only 128-bit vectors and reaches about a
 //! third of a library GEMM's speed on this CPU (see `shared/notes/cranelift.md`). The entry
 //! function calls [`bpc_gemm`] once per product with a pointer to a [`GemmDesc`] that the
-//! compiled function owns, the operand pointers, an optional runtime scale and the calling
+//! compiled function owns, the operand pointers, optional runtime scales and the calling
 //! workspace's packing memory. The library is `gemmkit`, whose `gemm_unchecked_with` packs
 //! into a caller-owned `gemmkit::Workspace` (one per [`crate::Workspace`]): after the first
 //! call has grown it, a product allocates nothing (the `gemm` crate allocates its packing
@@ -26,25 +26,27 @@ pub(crate) struct GemmDesc {
     pub rhs_cs: isize,
     /// 1 runs on the calling thread; more uses rayon with that many threads.
     pub threads: usize,
-    /// `dst = alpha·s·(lhs·rhs) + beta·dst`, `s` the runtime scale (1 without one); with
-    /// `beta = 0` the destination is not read. A fused SGD update `W − lr·(dYᵀX)` is
-    /// `alpha = −1`, `s = lr`, `beta = 1` with `dst = W`.
+    /// `dst = alpha·s·(lhs·rhs) + beta·t·dst`, `s` and `t` the runtime scales (1 without);
+    /// with `beta = 0` the destination is not read. A fused SGD update `W − lr·(dYᵀX)` is
+    /// `alpha = −1`, `s = lr`, `beta = 1` with `dst = W`; a momentum buffer's
+    /// `μ·buf + dYᵀX` is `alpha = 1`, `beta = 1`, `t = μ` with `dst = buf`.
     pub alpha: f32,
     pub beta: f32,
 }
 
-/// `dst = alpha·s·(lhs·rhs) + beta·dst` with `s = *scale` (or 1 if `scale` is null).
+/// `dst = alpha·s·(lhs·rhs) + beta·t·dst` with `s = *scale`, `t = *beta_scale` (1 if null).
 ///
 /// # Safety
 /// `desc` points to a live [`GemmDesc`]; the three matrix pointers address buffers that hold
-/// every element its strides reach; `dst` does not overlap the operands; `scale` is null or
-/// points to an `f32`; `ws` points to the calling thread's own `gemmkit::Workspace`.
+/// every element its strides reach; `dst` does not overlap the operands; `scale` and
+/// `beta_scale` are null or point to an `f32`; `ws` points to the calling thread's own `gemmkit::Workspace`.
 pub(crate) unsafe extern "C" fn bpc_gemm(
     desc: *const GemmDesc,
     dst: *mut f32,
     lhs: *const f32,
     rhs: *const f32,
     scale: *const f32,
+    beta_scale: *const f32,
     ws: *mut gemmkit::Workspace,
 ) {
     // SAFETY: the entry function passes a descriptor owned by the live `Compiled`, and the
@@ -52,6 +54,8 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
     let (d, ws) = unsafe { (&*desc, &mut *ws) };
     // SAFETY: null or the caller's one-element hyperparameter buffer.
     let s = if scale.is_null() { 1.0 } else { unsafe { *scale } };
+    // SAFETY: as `scale`.
+    let t = if beta_scale.is_null() { 1.0 } else { unsafe { *beta_scale } };
     let par = if d.threads > 1 { gemmkit::Parallelism::Rayon(d.threads) } else { gemmkit::Parallelism::Serial };
     // SAFETY: shapes and strides were checked when the function was compiled, and the
     // caller's buffers were length-checked by `Compiled::run`.
@@ -68,7 +72,7 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
             rhs,
             d.rhs_rs,
             d.rhs_cs,
-            d.beta,
+            d.beta * t,
             dst,
             d.dst_rs,
             d.dst_cs,

@@ -11,7 +11,7 @@
 //! into their state and read from there by the weight's update.)
 
 use crate::kernel::{Expr, Kernel, LoopKernel};
-use crate::plan::{Base, Ptr, Step};
+use crate::plan::{Base, Ptr, Step, natural_strides};
 
 /// `copies` are `(step index, param argument index)` of the final update copies. Kernels
 /// may be added (a rows kernel with one more operand).
@@ -67,7 +67,7 @@ fn rebase(step: &mut Step, from: Base, to: Base) {
             for p in [&mut g.dst, &mut g.lhs, &mut g.rhs] {
                 fix(p);
             }
-            if let Some(p) = &mut g.scale {
+            for p in [&mut g.scale, &mut g.beta_scale].into_iter().flatten() {
                 fix(p);
             }
         }
@@ -134,8 +134,12 @@ fn final_elementwise(k: &LoopKernel, ptrs: &[Ptr], region: Base, arg: Base, copy
     if ptrs[0].base != region || ptrs[0].offset != 0 {
         return false;
     }
+    // The same loop, or both dense row-major over the same number of elements (the copy's
+    // loop is collapsed to one axis; a loop with a broadcast operand is not).
+    let dense = |l: &LoopKernel| l.out == natural_strides(&l.dims);
+    let len = |l: &LoopKernel| l.dims.iter().product::<usize>();
     let whole = match k.acc {
-        None => k.out == copy.out && k.dims == copy.dims,
+        None => (k.out == copy.out && k.dims == copy.dims) || (dense(k) && dense(copy) && len(k) == len(copy)),
         Some(_) => k.init,
     };
     let n = k.body_ins();

@@ -96,7 +96,7 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
         kernel_ids.push(Some(id));
     }
 
-    let gemm_sig = pointer_sig(&module, 6);
+    let gemm_sig = pointer_sig(&module, 7);
     let gemm_id =
         module.declare_function("bpc_gemm", Linkage::Import, &gemm_sig).map_err(|e| err("declare gemm", e))?;
     let sig = pointer_sig(&module, 3);
@@ -133,11 +133,14 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
                 for p in [g.dst, g.lhs, g.rhs] {
                     args.push(address(&mut b, p, ptrs, ws, n_args));
                 }
-                let scale = match g.scale {
-                    Some(p) => address(&mut b, p, ptrs, ws, n_args),
-                    None => b.ins().iconst(I64, 0),
-                };
-                args.extend([scale, gemm_ws]);
+                for scale in [g.scale, g.beta_scale] {
+                    let arg = match scale {
+                        Some(p) => address(&mut b, p, ptrs, ws, n_args),
+                        None => b.ins().iconst(I64, 0),
+                    };
+                    args.push(arg);
+                }
+                args.push(gemm_ws);
                 let f = fref(&mut b, gemm_id);
                 b.ins().call(f, &args);
             }

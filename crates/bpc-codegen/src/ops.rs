@@ -152,7 +152,7 @@ impl Planner<'_> {
             return Val::Lazy(Lazy { body, ins: vec![av, bv], dims, batched });
         }
         let out = self.out(v);
-        self.gemm_call(m, n, k, &out, (ptr_of(&a), [ai, ap]), (ptr_of(&b), [bp, bj]), 1.0, 0.0, None);
+        self.gemm_call(m, n, k, &out, (ptr_of(&a), [ai, ap]), (ptr_of(&b), [bp, bj]), (1.0, None), (0.0, None));
         Val::View(out)
     }
 
@@ -165,9 +165,8 @@ impl Planner<'_> {
         dst: &View,
         (lhs, lhs_strides): (Ptr, [isize; 2]),
         (rhs, rhs_strides): (Ptr, [isize; 2]),
-        alpha: f32,
-        beta: f32,
-        scale: Option<Ptr>,
+        (alpha, scale): (f32, Option<Ptr>),
+        (beta, beta_scale): (f32, Option<Ptr>),
     ) {
         if m * n == 0 {
             return;
@@ -190,36 +189,37 @@ impl Planner<'_> {
             alpha,
             beta,
             scale,
+            beta_scale,
         }));
         if let Some(r) = &mut self.rows {
             r.tags.push(RowTag::Flat);
         }
     }
 
-    /// The root `W − c·(A·B)` of a `gemm` kernel: one GEMM with `alpha = −c`, `beta = 1`,
-    /// written over the param `W` when this is its update and nothing later reads it, else
-    /// into a copy of `W`.
+    /// The root of a `gemm` kernel, one GEMM written over the param or state `W` when this is
+    /// its update and nothing later reads it, else into a copy of `W`: `W − c·(A·B)` (an SGD
+    /// step) with `alpha = −c`, `beta = 1`; `A·B + c·W` (a momentum buffer) with `alpha = 1`,
+    /// `beta = c`.
     pub(crate) fn gemm_update(&mut self, v: Value, _kernel: usize) -> View {
         let func = self.func;
-        let Inst::Binary { op: BinaryOp::Sub, lhs: w, rhs: step } = *func.inst(v) else { unreachable_gemm() };
-        let Inst::Binary { op: BinaryOp::Mul, lhs: c, rhs: mm } = *func.inst(step) else { unreachable_gemm() };
-        let (Inst::Broadcast { arg: c, .. }, Inst::MatMul { lhs, rhs, ta, tb }, Inst::Arg(p)) =
-            (func.inst(c), func.inst(mm), func.inst(w))
-        else {
+        let Some(GemmUpdate { w, c, mm, sgd }) = gemm_update_parts(func, v) else { unreachable_gemm() };
+        let (Inst::MatMul { lhs, rhs, ta, tb }, Inst::Arg(p)) = (func.inst(mm), func.inst(w)) else {
             unreachable_gemm()
         };
         let (a, b) = (self.gemm_operand(*lhs), self.gemm_operand(*rhs));
         let op = |x: &View, t: bool| if t { [x.strides[1], x.strides[0]] } else { [x.strides[0], x.strides[1]] };
         let dims = self.sizes(v);
         let k = if *ta { a.dims[0] } else { a.dims[1] };
-        let (alpha, scale) = match self.view(*c) {
-            View { src: Src::Const(x), .. } => (-x, None),
-            x if x.len() == 1 => (-1.0, Some(ptr_of(&x))),
+        let sign = if sgd { -1.0 } else { 1.0 };
+        let coef = match self.view(c) {
+            View { src: Src::Const(x), .. } => (sign * x, None),
+            x if x.len() == 1 => (sign, Some(ptr_of(&x))),
             x => {
                 let x = self.materialize_view(x);
-                (-1.0, Some(ptr_of(&x)))
+                (sign, Some(ptr_of(&x)))
             }
         };
+        let (alpha, beta) = if sgd { (coef, (1.0, None)) } else { ((1.0, None), coef) };
         let in_place = self.update_in_place(v, *p) && !arg_backed(func, *lhs, *p) && !arg_backed(func, *rhs, *p);
         let dst = if in_place {
             self.written[p.index()] = true;
@@ -231,7 +231,7 @@ impl Planner<'_> {
             out
         };
         let (lhs, rhs) = ((ptr_of(&a), op(&a, *ta)), (ptr_of(&b), op(&b, *tb)));
-        self.gemm_call(dims[0], dims[1], k, &dst, lhs, rhs, alpha, 1.0, scale);
+        self.gemm_call(dims[0], dims[1], k, &dst, lhs, rhs, alpha, beta);
         dst
     }
 
@@ -299,8 +299,44 @@ fn arg_backed(func: &bpc_ir::Function, v: Value, p: ArgId) -> bool {
     }
 }
 
+/// The parts of a `gemm` kernel's root (the shapes `bpc_opt::fuse` groups).
+struct GemmUpdate {
+    /// The param or state argument value written.
+    w: Value,
+    /// The coefficient (the operand of the broadcast).
+    c: Value,
+    /// The product.
+    mm: Value,
+    /// `W − c·(A·B)` rather than `A·B + c·W`.
+    sgd: bool,
+}
+
+fn gemm_update_parts(func: &bpc_ir::Function, v: Value) -> Option<GemmUpdate> {
+    let scaled = |x: Value| match *func.inst(x) {
+        Inst::Binary { op: BinaryOp::Mul, lhs, rhs } => match func.inst(lhs) {
+            Inst::Broadcast { arg, .. } => Some((*arg, rhs)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let is_mm = |x: Value| matches!(func.inst(x), Inst::MatMul { .. });
+    let is_arg = |x: Value| matches!(func.inst(x), Inst::Arg(_));
+    let parts = match *func.inst(v) {
+        Inst::Binary { op: BinaryOp::Sub, lhs: w, rhs } => {
+            let (c, mm) = scaled(rhs)?;
+            GemmUpdate { w, c, mm, sgd: true }
+        }
+        Inst::Binary { op: BinaryOp::Add, lhs, rhs } => {
+            let (mm, (c, w)) = if is_mm(lhs) { (lhs, scaled(rhs)?) } else { (rhs, scaled(lhs)?) };
+            GemmUpdate { w, c, mm, sgd: false }
+        }
+        _ => return None,
+    };
+    (is_mm(parts.mm) && is_arg(parts.w)).then_some(parts)
+}
+
 fn unreachable_gemm() -> ! {
-    panic!("internal error: a gemm kernel that is not `W − c·(A·B)`")
+    panic!("internal error: a gemm kernel that is not `W − c·(A·B)` or `A·B + c·W`")
 }
 
 /// The safe shift of `logsumexp`: `m`, or 0 where `m` is infinite.

@@ -97,8 +97,8 @@ pub(crate) fn natural_strides(dims: &[usize]) -> Vec<isize> {
     s
 }
 
-/// A call to the gemm shim: `dst[m,n] = alpha·s·(lhs[m,k] · rhs[k,n]) + beta·dst`, strides in
-/// elements, `s` read at run time from `scale` (1 without).
+/// A call to the gemm shim: `dst[m,n] = alpha·s·(lhs[m,k] · rhs[k,n]) + beta·t·dst`, strides
+/// in elements, `s` and `t` read at run time from `scale` and `beta_scale` (1 without).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct GemmCall {
     pub m: usize,
@@ -115,6 +115,7 @@ pub(crate) struct GemmCall {
     pub alpha: f32,
     pub beta: f32,
     pub scale: Option<Ptr>,
+    pub beta_scale: Option<Ptr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -137,6 +138,7 @@ impl Step {
             Step::Gemm(g) => {
                 let mut a = vec![(g.dst, g.beta != 0.0, true), (g.lhs, true, false), (g.rhs, true, false)];
                 a.extend(g.scale.map(|p| (p, true, false)));
+                a.extend(g.beta_scale.map(|p| (p, true, false)));
                 a
             }
         }
