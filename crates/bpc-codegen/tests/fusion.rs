@@ -85,7 +85,7 @@ fn mnist_train_step_with_each_optimizer() {
     let grad_w1 = 256 * 784 * 4;
     for (opt, kernels, arena_max) in [
         (Optimizer::Sgd, 5, 160_000),
-        (Optimizer::Momentum { nesterov: false }, 11, 160_000 + grad_w1),
+        (Optimizer::Momentum { nesterov: false }, 9, 160_000),
         (Optimizer::Adam, 18, 160_000 + grad_w1),
     ] {
         let step = optimize(&bpc_autodiff::train_step(&f, opt).unwrap(), OptLevel::O2);

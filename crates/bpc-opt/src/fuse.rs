@@ -13,8 +13,9 @@
 //! 3. **map**: elementwise chains of one type (`relu(a*b + c)` is one kernel), including a
 //!    matrix product whose contracted axis is short (`k ≤ 16`, e.g. `dY·W2` over 10 classes)
 //!    inlined as a dot product, so the relu mask and that product land in one kernel.
-//! 4. **gemm**: `W − c·(A·B)` (an SGD update of a weight gradient) is the GEMM's own
-//!    alpha/beta written over `W`, when every other reader of `W` precedes the product.
+//! 4. **gemm**: `W − c·(A·B)` (an SGD update of a weight gradient) and `A·B + μ·buf` (a
+//!    momentum buffer's update) are the GEMM's own alpha/beta written over `W` or `buf`,
+//!    when every other reader of it precedes the product.
 //!
 //! The schedule is a topological order of groups and single values that keeps program
 //! order where it can, except that weight gradients (products that contract the batch axis)
@@ -23,7 +24,7 @@
 
 use std::collections::{BTreeSet, BinaryHeap};
 
-use bpc_ir::{Function, Inst, Kernel, KernelKind, Output, ReduceOp, Value};
+use bpc_ir::{BinaryOp, Function, Inst, Kernel, KernelKind, Output, ReduceOp, Value};
 
 /// The longest contracted axis of a product inlined into an elementwise kernel.
 pub const MAX_INLINE_K: usize = 16;
@@ -259,9 +260,10 @@ impl<'f> Grouping<'f> {
         self.commit(KernelKind::Map, set);
     }
 
-    /// Map groups `sub(W, mul(broadcast(c), A·B))` become GEMM groups when every other
-    /// reader of `W` is an ancestor of the product (so the GEMM can write `W` in place as
-    /// soon as its operands exist).
+    /// Map groups `sub(W, mul(broadcast(c), A·B))` (an SGD step) and `add(A·B, mul(broadcast(c),
+    /// W))` (a momentum buffer `μ·buf + g`) become GEMM groups (`alpha`/`beta`) when every
+    /// reader of `W` outside the group is an ancestor of the product (so the GEMM can write
+    /// `W` in place as soon as its operands exist).
     fn gemm_updates(&mut self) {
         let f = self.f;
         for id in 0..self.groups.len() {
@@ -270,16 +272,21 @@ impl<'f> Grouping<'f> {
                 continue;
             }
             let Some(&root) = set.last() else { continue };
-            let Inst::Binary { op: bpc_ir::BinaryOp::Sub, lhs: w, rhs: step } = *f.inst(root) else { continue };
-            let Inst::Binary { op: bpc_ir::BinaryOp::Mul, lhs: c, rhs: m } = *f.inst(step) else { continue };
-            let (Inst::Broadcast { .. }, Inst::MatMul { .. }, Inst::Arg(_)) = (f.inst(c), f.inst(m), f.inst(w)) else {
+            let Some((w, c, m)) = gemm_update_parts(f, root) else { continue };
+            let (Inst::Broadcast { arg: scalar, .. }, Inst::MatMul { .. }, Inst::Arg(_)) =
+                (f.inst(c), f.inst(m), f.inst(w))
+            else {
                 continue;
             };
-            if !set.contains(&c) || self.group[m.index()].is_some() || self.users[m.index()][..] != [step] {
+            // The coefficient is one number (a GEMM scale), not a broadcast vector.
+            if f.shape(*scalar).len(1) != 1 || f.shape(*scalar).batch {
+                continue;
+            }
+            if !set.contains(&c) || self.group[m.index()].is_some() || self.users[m.index()].len() != 1 {
                 continue;
             }
             let ancestors = self.ancestors(m);
-            if self.users[w.index()].iter().all(|&u| u == root || ancestors[u.index()]) {
+            if self.users[w.index()].iter().all(|&u| set.contains(&u) || ancestors[u.index()]) {
                 self.group[m.index()] = Some(id);
                 self.groups[id].0 = KernelKind::Gemm;
                 self.groups[id].1.insert(m);
@@ -419,6 +426,22 @@ fn cyclic(preds: &[BTreeSet<usize>]) -> bool {
         }
     }
     reaches_cycle(&succs)
+}
+
+/// `(W, broadcast c, A·B)` of `W − c·(A·B)` or `A·B + c·W` (either operand order of the add).
+fn gemm_update_parts(f: &Function, root: Value) -> Option<(Value, Value, Value)> {
+    let scaled = |x: Value| match *f.inst(x) {
+        Inst::Binary { op: BinaryOp::Mul, lhs, rhs } => Some((lhs, rhs)),
+        _ => None,
+    };
+    match *f.inst(root) {
+        Inst::Binary { op: BinaryOp::Sub, lhs: w, rhs } => scaled(rhs).map(|(c, m)| (w, c, m)),
+        Inst::Binary { op: BinaryOp::Add, lhs, rhs } => {
+            let (m, scaled_w) = if matches!(f.inst(lhs), Inst::MatMul { .. }) { (lhs, rhs) } else { (rhs, lhs) };
+            scaled(scaled_w).map(|(c, w)| (w, c, m))
+        }
+        _ => None,
+    }
 }
 
 /// The contracted extent of a product whose left operand is `lhs` (transposed if `ta`).
