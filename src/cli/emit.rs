@@ -97,11 +97,13 @@ fn stats(model: &Model, step: &bpc::Function, native: &bpc::Compiled, level: Opt
         OptLevel::O1 => ("-O1", "dce cse fold simplify hoist; arena buffers shared by liveness"),
         OptLevel::O2 => ("-O2", "dce cse fold simplify hoist fuse; arena buffers shared by liveness"),
     };
-    let fused = step.kernels.as_ref().map_or(0, Vec::len);
+    let groups = step.kernels.as_deref().unwrap_or_default();
+    let into_gemm = groups.iter().filter(|k| k.kind == bpc::ir::KernelKind::Gemm).count();
     format!(
         "train step of {} at batch {batch}, {level}\n\
          passes           {passes}\n\
-         kernels          {} per step ({} fused by the optimizer, {} inlined into the entry)\n\
+         kernels          {} per step ({} groups fused by the optimizer, {into_gemm} of them into a GEMM; {} inlined \
+         into the entry)\n\
          gemm calls       {}\n\
          arena bytes      {}\n\
          argument bytes   {io}\n\
@@ -109,7 +111,7 @@ fn stats(model: &Model, step: &bpc::Function, native: &bpc::Compiled, level: Opt
          compile time     {:.2} ms\n",
         model.func.name,
         s.kernel_calls + s.inlined,
-        fused,
+        groups.len(),
         s.inlined,
         s.gemm_calls,
         s.workspace_bytes,
