@@ -8,7 +8,11 @@
 //!   every float argument, `|ad − fd| ≤ 1e-5·max(1, |fd|)` (h = 1e-6·max(1, |x|), float64);
 //! - **every result element is written**: result buffers are filled with NaN before the call,
 //!   and the workspace is poisoned by a first call on all-NaN arguments;
-//! - **determinism**: a second call on the same workspace gives bit-identical results.
+//! - **determinism**: a second call on the same workspace gives bit-identical results;
+//! - **second order**: for every program with params, the Hessian–vector product (the adjoint
+//!   differentiated again) against central differences of the gradient in the interpreter,
+//!   and for every eighth such program the JIT's at `-O2` against the interpreter's
+//!   ([`second_order`]).
 //!
 //! Points are drawn at random (uniform in [-2, 2], minibatch of 2) and used only where the
 //! program is smooth and well-scaled there: every kink (relu, abs, max/min, comparisons, a
@@ -41,9 +45,14 @@ struct Tally {
     at_o0: usize,
     jit_elements: usize,
     fd_elements: usize,
+    /// Programs with params whose Hessian–vector product was checked against finite
+    /// differences of the gradient (interpreter), and of those, compared in the JIT at -O2.
+    hvp_programs: usize,
+    hvp_jit: usize,
     ops: BTreeMap<&'static str, usize>,
-    /// Seconds spent optimizing and JIT-compiling, and in finite differences.
-    seconds: [f64; 2],
+    /// Seconds spent optimizing and JIT-compiling, in finite differences, and in the
+    /// second-order checks.
+    seconds: [f64; 3],
 }
 
 fn shard(seed: u8) {
@@ -73,6 +82,7 @@ fn shard(seed: u8) {
     // proptest runs the shrunk failures too; without failures, `programs` counts each case once.
     assert_eq!(t.programs, cases as usize);
     assert!(t.compared * 10 >= t.programs * 9, "too few programs had a usable point: {t:?}");
+    assert!(t.hvp_programs * 2 >= t.programs && t.hvp_jit * 10 >= t.hvp_programs, "too few second-order checks: {t:?}");
     for op in programs::all_ops() {
         let n = t.ops.get(op).copied().unwrap_or(0);
         assert!(n * 1000 >= cases as usize, "op `{op}` occurred only {n} times in {cases} programs");
@@ -201,6 +211,93 @@ fn check(src: &str, t: &mut Tally) -> Result<(), TestCaseError> {
         }
     }
     t.seconds[1] += clock.elapsed().as_secs_f64();
+    if f.params().next().is_some() {
+        let clock = std::time::Instant::now();
+        second_order(src, &model, &args, h, t)?;
+        t.seconds[2] += clock.elapsed().as_secs_f64();
+    }
+    Ok(())
+}
+
+/// Second order (the adjoint differentiated again): the Hessian–vector product of the loss
+/// with respect to the params ([`Model::hvp`]) along a fixed direction, by the interpreter
+/// against central differences of the interpreted gradient along it (`h = 1e-6`, to
+/// `1e-5·max(1, |fd|)`), and for every eighth program by the JIT at `-O2` against the
+/// interpreter (to `1e-4·max(1, |x|)` plus 4× the rounding spread).
+fn second_order(src: &str, model: &Model, args: &[Tensor], seed: u64, t: &mut Tally) -> Result<(), TestCaseError> {
+    let f = &model.func;
+    let names: Vec<String> = f.params().map(|id| f.arg(id).name.clone()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (h, vg) = match (model.hvp(), model.value_and_grad(&refs)) {
+        (Ok(h), Ok(vg)) => (h, vg),
+        (Err(e), _) | (_, Err(e)) => return fail(src, format!("second order: {e}")),
+    };
+    let mut k = 0usize;
+    let dirs: Vec<Tensor> = f
+        .params()
+        .map(|id| {
+            let ty = &f.arg(id).ty;
+            let v = (0..ty.shape.example_len())
+                .map(|_| {
+                    k += 1;
+                    (0.3 + 0.4 * (k % 3) as f64) * if k.is_multiple_of(2) { -1.0 } else { 1.0 }
+                })
+                .collect::<Vec<f64>>();
+            Tensor::new(ty.shape.sizes(BATCH), v)
+        })
+        .collect();
+    let mut all = args.to_vec();
+    all.extend(dirs.iter().cloned());
+    let Ok(hv) = interpret(&h, BATCH, &all) else {
+        return fail(src, "second order: the interpreter failed on the HVP".into());
+    };
+    let step = 1e-6;
+    let grads_at = |sign: f64| {
+        let mut moved = args.to_vec();
+        for (id, d) in f.params().zip(&dirs) {
+            for (x, v) in moved[id.index()].data.iter_mut().zip(&d.data) {
+                *x += sign * step * v;
+            }
+        }
+        interpret(&vg, BATCH, &moved)
+    };
+    let (Ok(up), Ok(down)) = (grads_at(1.0), grads_at(-1.0)) else {
+        return fail(src, "second order: the interpreter failed near the point".into());
+    };
+    for name in &names {
+        let g = format!("grad.{name}");
+        let (at_h, at_vg) = (h.result(&g).expect("H v per param"), vg.result(&g).expect("a gradient per param"));
+        let (u, d) = (&up[at_vg.value.index()].data, &down[at_vg.value.index()].data);
+        for (i, &ad) in hv[at_h.value.index()].data.iter().enumerate() {
+            let fd = (u[i] - d[i]) / (2.0 * step);
+            if !within(ad - fd, 1e-5 * fd.abs().max(1.0)) {
+                let point = describe(&vg, args);
+                return fail(
+                    src,
+                    format!("(H v)_{name}[{i}] = {ad}, finite differences of the gradient {fd}\nat {point}"),
+                );
+            }
+        }
+    }
+    t.hvp_programs += 1;
+    if !seed.is_multiple_of(8) {
+        return Ok(());
+    }
+    let native = match model.compile(&h, BATCH, OptLevel::O2) {
+        Ok(n) => n,
+        Err(e) => return fail(src, format!("second order, -O2: {e}")),
+    };
+    let spread = rounding_spread(&h, &all, &hv, seed);
+    let (jit, _) = run_twice(&native, &h, &all);
+    for (r, got) in h.results.iter().zip(&jit) {
+        let (oracle, noise) = (&hv[r.value.index()].data, &spread[r.value.index()]);
+        for (i, (&j, &o)) in got.iter().zip(oracle).enumerate() {
+            if !within(f64::from(j) - o, 1e-4 * o.abs().max(1.0) + 4.0 * noise[i]) {
+                return fail(src, format!("second order, -O2: JIT {}[{i}] = {j}, interpreter {o}", r.name));
+            }
+        }
+    }
+    t.hvp_jit += 1;
     Ok(())
 }
 
