@@ -45,6 +45,8 @@ struct Tally {
     at_o0: usize,
     jit_elements: usize,
     fd_elements: usize,
+    /// JIT elements outside the plain `1e-5·max(1, |x|)` that the rounding allowance admitted.
+    within_spread_only: usize,
     /// Programs with params whose Hessian–vector product was checked against finite
     /// differences of the gradient (interpreter), and of those, compared in the JIT at -O2.
     hvp_programs: usize,
@@ -159,7 +161,9 @@ fn check(src: &str, t: &mut Tally) -> Result<(), TestCaseError> {
                 if j.to_bits() != j2.to_bits() {
                     return fail(src, format!("{level:?}: {}[{i}] is {j} on one call and {j2} on the next", r.name));
                 }
-                if !within(f64::from(j) - o, 1e-5 * o.abs().max(1.0) + 4.0 * noise[i]) {
+                let plain = 1e-5 * o.abs().max(1.0);
+                t.within_spread_only += usize::from(!within(f64::from(j) - o, plain));
+                if !within(f64::from(j) - o, plain + 4.0 * noise[i]) {
                     let point = describe(&vg, &args);
                     let n = noise[i];
                     let msg = format!("{level:?}: JIT {}[{i}] = {j}, interpreter {o} (rounding spread {n:e})", r.name);
