@@ -424,7 +424,7 @@ fn the_confusion_matrix_closes_a_classification_run() {
     assert_eq!(right as f64, (done["val_accuracy"].as_f64().unwrap() * 30.0).round());
     // The plot: loss and accuracy panels with train and validation curves, drawn by plotters.
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg width=\"1000\" height=\"420\""), "{}", &svg[..100]);
+    assert!(svg.starts_with("<svg width=\"1000\" height=\"450\""), "{}", &svg[..100]);
     for text in ["train loss", "validation loss", "train accuracy", "validation accuracy"] {
         assert!(svg.contains(text), "no {text} in the plot");
     }
@@ -570,18 +570,56 @@ fn a_checkpoint_of_another_model_is_rejected_naming_the_params() {
         "narrow.bp",
         &src.replace("W1[16, 4]", "W1[8, 4]").replace("b1[16]", "b1[8]").replace("W2[3, 16]", "W2[3, 8]"),
     );
-    for cmd in ["train", "predict"] {
-        let flag = if cmd == "train" { "--init" } else { "--params" };
-        let err = fails_with(1, &[cmd, &narrow, "--data", "examples/data/iris_train.csv", flag, &ck]);
+    for cmd in ["train", "predict", "eval"] {
+        let err = match cmd {
+            "train" => fails_with(1, &[cmd, &narrow, "--data", "examples/data/iris_train.csv", "--init", &ck]),
+            "predict" => fails_with(1, &[cmd, &narrow, "--data", "examples/data/iris_train.csv", "--params", &ck]),
+            _ => fails_with(1, &[cmd, &narrow, "--params", &ck]),
+        };
         assert!(
             err.contains(&format!(
                 "{ck}: does not fit the model: param W1 has shape [16, 4] in the checkpoint but [8, 4] in the model; \
                  param b1 has shape [16] in the checkpoint but [8] in the model; \
-                 param W2 has shape [3, 16] in the checkpoint but [3, 8] in the model"
+                 param W2 has shape [3, 16] in the checkpoint but [3, 8] in the model (is it a checkpoint of {narrow}?)"
             )),
             "{cmd}: {err}"
         );
     }
+    // A file that is no checkpoint at all gets no such hint.
+    let missing = s.path("none.safetensors");
+    let err = fails_with(1, &["predict", &narrow, "--data", "examples/data/iris_train.csv", "--params", &missing]);
+    assert!(err.contains(&format!("{missing}: cannot open: ")) && !err.contains("is it a checkpoint"), "{err}");
+}
+
+/// A CSV file given where the model goes says so, by its name or by its first line, for
+/// `train` and `predict`.
+#[test]
+fn a_csv_given_as_the_model_is_named_as_such() {
+    let s = Scratch::new("csv-model");
+    let renamed =
+        s.file("iris_train.txt", &std::fs::read_to_string(root().join("examples/data/iris_train.csv")).unwrap());
+    let quoted = s.file("quoted.data", "\u{feff}\"sepal length\",\"sepal width\",label\n5.1,3.5,0\n");
+    for model in ["examples/data/iris_train.csv", "examples/data/digits_train.csv.gz", &renamed, &quoted] {
+        for cmd in ["train", "predict"] {
+            let mut args = vec![cmd, model, "--data", "examples/data/iris_train.csv"];
+            if cmd == "predict" {
+                args.extend_from_slice(&["--params", "p.safetensors"]);
+            }
+            let err = fails_with(1, &args);
+            assert_eq!(
+                err,
+                format!(
+                    "error: {model}: this looks like a CSV file, not a .bp model; \
+                     the model comes first, data goes in --data\n"
+                ),
+                "{cmd} {model}"
+            );
+        }
+    }
+    // A broken model stays a model error.
+    let broken = s.file("broken.bp", "input x[4]\nparam W[3, 4] ~ normal(0, 1)\nloss sum(W @ y)\n");
+    let err = fails_with(1, &["train", &broken, "--data", "examples/data/iris_train.csv"]);
+    assert!(!err.contains("CSV") && err.contains("broken.bp:3:"), "{err}");
 }
 
 #[test]
@@ -635,6 +673,13 @@ fn ctrl_c_saves_and_the_run_resumes_from_the_checkpoint() {
     let state = state.expect("adam state saved on Ctrl-C");
     let steps_per_epoch = 1438usize.div_ceil(16) as u64;
     assert!(meta.epochs >= 1 && meta.examples < 1438, "{meta:?}");
+    assert_eq!(meta.target_epochs, Some(100000));
+    // Every whole epoch's figures, except one finished by the very step that was interrupted.
+    let whole = meta.history.iter().map(|e| e.epoch).collect::<Vec<_>>();
+    assert!(
+        whole == (1..=meta.epochs).collect::<Vec<_>>() || whole == (1..meta.epochs).collect::<Vec<_>>(),
+        "{whole:?}"
+    );
     assert_eq!(state.steps, meta.epochs as u64 * steps_per_epoch + meta.examples.div_ceil(16) as u64);
     let resume_to = (meta.epochs + 2).to_string();
     let mut resume = args.to_vec();
@@ -758,6 +803,41 @@ fn save_every_keeps_the_last_good_checkpoint_when_training_diverges() {
     assert!(err.contains("training diverged") && epoch >= 3, "{err}");
     assert!(err.contains(&format!("training diverged: the loss is inf at step 4 of epoch {epoch}")), "{err}");
     assert!(err.contains(&format!("{ck} keeps the last good checkpoint, of epoch {}", epoch - 1)), "{err}");
+    // The error reads as a failed training run (not a fault of the model file), names the
+    // files, and suggests only what the run did not use.
+    assert!(
+        err.starts_with(&format!(
+            "error: training diverged: the loss is inf at step 4 of epoch {epoch}; nothing was saved \
+             (training {model} on {train}; try a smaller --lr than 0.001 or --standardize; \
+             --check-finite names the op that overflowed)\n"
+        )),
+        "{err}"
+    );
+    let standardized = fails_with(
+        1,
+        &[
+            "train",
+            &model,
+            "--data",
+            &train,
+            "--lr",
+            "0.001",
+            "--lr-schedule",
+            "step:1:100",
+            "--epochs",
+            "20",
+            "--standardize",
+            "--quiet",
+        ],
+    );
+    assert!(standardized.starts_with("error: training diverged: the loss is "), "{standardized}");
+    assert!(
+        standardized.contains(&format!(
+            "nothing was saved (training {model} on {train}; try a smaller --lr than 0.001; \
+             --check-finite names the op that overflowed)"
+        )),
+        "{standardized}"
+    );
     let m = bpc::Model::load(&model).unwrap();
     let (params, meta) = bpc::train::checkpoint::load(Path::new(&ck), &m.func).unwrap();
     assert_eq!(meta.epochs, epoch - 1, "the checkpoint of the last good epoch");
@@ -788,4 +868,88 @@ fn the_same_seed_and_threads_give_identical_losses() {
     let first = run("3");
     assert_eq!(first, run("3"));
     assert_ne!(first, run("4"));
+}
+
+/// Two identical runs write byte-identical checkpoints (the metadata keys are sorted).
+#[test]
+fn identical_runs_write_identical_checkpoint_bytes() {
+    let s = Scratch::new("bytes");
+    let (a, b) = (s.path("a.safetensors"), s.path("b.safetensors"));
+    for p in [&a, &b] {
+        iris_with(&["--optimizer", "adam", "--epochs", "3", "--threads", "1", "--save", p]);
+    }
+    let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(x == y, "the checkpoints of two identical runs differ");
+    let n = u64::from_le_bytes(x[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&x[8..8 + n]).unwrap();
+    let keys: Vec<&str> = header.split("\"bpc.").skip(1).map(|k| k.split('"').next().unwrap()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "{header}");
+    assert!(keys.contains(&"history") && keys.contains(&"target_epochs"), "{keys:?}");
+}
+
+/// A resumed run keeps the earlier epochs' figures: its checkpoint holds every epoch, its
+/// plot draws every epoch, its summary counts them; without --epochs it goes on to the
+/// count the checkpoint's run was started with. One epoch is "1 epoch".
+#[test]
+fn a_resumed_run_plots_and_keeps_every_epoch() {
+    let s = Scratch::new("history");
+    let (ck, ck2, plot) = (s.path("p.safetensors"), s.path("q.safetensors"), s.path("curve.svg"));
+    let (first, _) = iris_with(&["--lr", "0.1", "--epochs", "3", "--save", &ck]);
+    // Resuming a finished run without --epochs: its target (3) is reached.
+    let err = fails_with(1, &["train", IRIS[0], "--data", IRIS[2], "--init", &ck]);
+    assert!(err.contains(&format!("{ck} has already done 3 epochs: give --epochs more than 3")), "{err}");
+    let mut args = vec!["train"];
+    args.extend_from_slice(&IRIS);
+    args.extend_from_slice(&["--epochs", "6", "--init", &ck, "--save", &ck2, "--plot", &plot, "--json"]);
+    let o = bpc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(", 6 epochs\nresuming after epoch 3\n"), "{err}");
+    assert!(!err.contains("examples of epoch"), "{err}");
+    assert!(err.contains("done: 3 epochs more (6 in all) in "), "{err}");
+    let mut rest: Vec<Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    rest.pop();
+    let all: Vec<&Value> = first.iter().chain(&rest).collect();
+    assert_eq!(all.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+
+    let model = bpc::Model::load(root().join("examples/iris.bp")).unwrap();
+    let (_, meta) = bpc::train::checkpoint::load(Path::new(&ck2), &model.func).unwrap();
+    assert_eq!((meta.epochs, meta.target_epochs, meta.history.len()), (6, Some(6), 6));
+    for (h, e) in meta.history.iter().zip(&all) {
+        assert_eq!(h.epoch as u64, e["epoch"].as_u64().unwrap());
+        assert_eq!(Some(h.train_loss), e["train_loss"].as_f64(), "epoch {}", h.epoch);
+        assert_eq!(h.train_accuracy, e["train_accuracy"].as_f64(), "epoch {}", h.epoch);
+        assert_eq!(h.val_loss, e["val_loss"].as_f64(), "epoch {}", h.epoch);
+        assert_eq!(h.val_accuracy, e["val_accuracy"].as_f64(), "epoch {}", h.epoch);
+    }
+    // The plot's train-loss curve has a point for each of the six epochs, and its x axis
+    // starts at epoch 1.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    let curves: Vec<usize> = svg
+        .split(r##"stroke="#1F77B4" stroke-width="2" points=""##)
+        .skip(1)
+        .map(|p| p.split('"').next().unwrap().split_whitespace().count())
+        .collect();
+    assert_eq!(curves, [6, 2, 6, 2], "train loss, its legend mark, train accuracy, its legend mark");
+    let regular = bpc::train::plot::training_curves("t", &meta.history).unwrap();
+    assert_eq!(svg.matches("points=").count(), regular.matches("points=").count());
+
+    // Without --epochs a resumed run goes on to the checkpoint's target.
+    let (_, mut meta) = bpc::train::checkpoint::load(Path::new(&ck), &model.func).unwrap();
+    assert_eq!((meta.epochs, meta.target_epochs), (3, Some(3)));
+    let (params, _, state) =
+        bpc::train::checkpoint::load_with_state(Path::new(&ck), &model.func, Some(bpc::autodiff::Optimizer::Sgd))
+            .unwrap();
+    meta.target_epochs = Some(5);
+    bpc::train::checkpoint::save_with_state(Path::new(&ck), &params, state.as_ref(), &meta).unwrap();
+    let mut args = IRIS.to_vec();
+    args.extend_from_slice(&["--init", &ck]);
+    let (epochs, done) = train_json(&args);
+    let numbers: Vec<u64> = epochs.iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!((numbers, done["epochs"].as_u64()), (vec![4, 5], Some(5)));
+    let (_, err) = ok(&["train", IRIS[0], "--data", IRIS[2], "--epochs", "1"]);
+    assert!(err.contains(", 1 epoch\n") && err.contains("done: 1 epoch in "), "{err}");
 }

@@ -187,7 +187,7 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
         out[id.index()] = Some(s.data.clone());
     }
     let slab = match params {
-        Some(p) => bpc::train::checkpoint::load(p, f).map_err(|e| Error(e.to_string()))?.0,
+        Some(p) => bpc::train::checkpoint::load(p, f).map_err(|e| Error(e.for_model(&model.source.path)))?.0,
         None => Params::init(f, seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
     };
     for info in &slab.info {

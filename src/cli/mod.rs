@@ -81,7 +81,7 @@ enum Command {
     /// Evaluate one example: every named value and d loss / d name.
     Eval(EvalArgs),
     /// Train the model's params: minibatch SGD, momentum, Adam or AdamW.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Run a trained model over a data set and write its outputs as CSV.
     Predict(PredictArgs),
     /// Check the adjoint's gradients against float64 finite differences.
@@ -157,7 +157,8 @@ pub struct EvalArgs {
 #[command(after_help = "Ctrl-C finishes the current step, saves the params and optimizer state to --save (else to \
     MODEL.interrupted.safetensors), and exits with status 130; Ctrl-C twice quits at once without saving. \
     --init resumes where the run stopped, with the checkpoint's optimizer and its settings, learning rate, \
-    schedule, seed and standardization (flags given again win); --epochs counts all epochs, those done included.\n\n\
+    schedule, seed, standardization and --epochs (flags given again win); --epochs counts all epochs, those done \
+    included. The checkpoint keeps every epoch's losses and accuracies, so --plot after a resume draws the whole run.\n\n\
     Examples (run from the bpc source directory):\n  \
     bpc train examples/digits.bp --data examples/data/digits_train.csv --val examples/data/digits_test.csv \
     --standardize --optimizer adam --epochs 1000 --save digits.safetensors --plot curve.svg\n  \
@@ -185,9 +186,10 @@ pub struct TrainArgs {
     /// in file order); columns not named are ignored.
     #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
     pub features: Option<Vec<String>>,
-    /// Epochs in all (a resumed run continues up to this count).
-    #[arg(long, default_value_t = 10, allow_hyphen_values = true, value_parser = at_least_one_usize)]
-    pub epochs: usize,
+    /// Epochs in all, those done before a resume included [default: 10; with --init, the
+    /// count the checkpoint's run was started with].
+    #[arg(long, allow_hyphen_values = true, value_parser = at_least_one_usize)]
+    pub epochs: Option<usize>,
     /// Minibatch size.
     #[arg(long, default_value_t = 32, allow_hyphen_values = true, value_parser = at_least_one)]
     pub batch: u64,

@@ -4,21 +4,22 @@
 //! applied to the data. When the file has labels, the accuracy (class labels) or R² and RMSE
 //! (real labels) go to stderr.
 
+use bpc::Error;
 use bpc::train::checkpoint;
 use bpc::train::data::{self, LoadOptions};
 use bpc::train::{Evaluator, LabelEncoding, LabelPolicy, Labels, Predictions, Regression};
-use bpc::{Error, Model};
 
-use super::train::{check_dir, print_line, run_error, schema};
+use super::train::{check_dir, load_model, print_line, run_error, schema};
 use super::{PredictArgs, json_object};
 
 pub fn run(a: &PredictArgs) -> Result<(), Error> {
-    let model = Model::load(&a.model)?;
+    let model = load_model(&a.model)?;
     let schema = schema(&model)?;
     if let Some(o) = &a.out {
         check_dir(o)?;
     }
-    let (params, meta) = checkpoint::load(&a.params, &model.func).map_err(|e| Error(e.to_string()))?;
+    let (params, meta) =
+        checkpoint::load(&a.params, &model.func).map_err(|e| Error(e.for_model(&model.source.path)))?;
     if !meta.model_hash.is_empty() && meta.model_hash != model.hash() {
         eprintln!(
             "warning: {} was trained from a different source of {}; its params fit, but check it is the model you mean",

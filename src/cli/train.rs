@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::{OptimizerArg, TrainArgs};
 
 pub fn run(a: &TrainArgs) -> Result<(), Error> {
-    let model = Model::load(&a.model)?;
+    let model = load_model(&a.model)?;
     let schema = schema(&model)?;
     for p in a.save.iter().chain(&a.plot) {
         check_dir(p)?;
@@ -34,10 +34,14 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         None => None,
     };
     let Settings { opt, lr, schedule, seed } = settings(a, saved.as_ref())?;
+    // A resumed run goes on to the epoch count it was started with, unless given again.
+    let epochs = a.epochs.or(saved.as_ref().and_then(|m| m.target_epochs)).unwrap_or(DEFAULT_EPOCHS);
     let resume = match &a.init {
-        Some(p) => Some(Resume::load(p, &model, a, opt.optimizer)?),
+        Some(p) => Some(Resume::load(p, &model, epochs, opt.optimizer)?),
         None => None,
     };
+    // The figures of the epochs done before this run, so plots and summaries cover them all.
+    let earlier = resume.as_ref().map_or_else(Vec::new, |r| r.history.clone());
     let meta = resume.as_ref().map(|r| &r.meta);
     let features = a.features.clone().or_else(|| meta.and_then(|m| m.features.clone()));
     let names = meta.and_then(|m| m.class_names.clone()).map(LabelEncoding::Names);
@@ -82,7 +86,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     let interrupt = Arc::new(AtomicBool::new(false));
     install_interrupt_handler(&interrupt, a.quiet)?;
     let cfg = TrainConfig {
-        epochs: a.epochs,
+        epochs,
         batch: a.batch as usize,
         lr,
         schedule,
@@ -99,7 +103,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     if !a.quiet {
         announce(&model, &params, &train, val.as_ref(), &cfg);
     }
-    let meta_of = |at: Position| Meta {
+    let meta_of = |at: Position, history: &[bpc::train::EpochReport]| Meta {
         model_hash: model.hash(),
         standardizer: standardizer.clone(),
         class_names: train.class_names().map(<[String]>::to_vec),
@@ -110,20 +114,24 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         optimizer: None,
         optimizer_steps: 0,
         optimizer_config: Some(settings_json(&opt, lr, schedule)),
+        target_epochs: Some(epochs),
+        history: history.iter().filter(|e| e.epoch <= at.epochs).cloned().collect(),
     };
     let mut saved_epoch = None;
+    let mut history = earlier.clone();
     let mut on_epoch = |e: &bpc::train::EpochReport, snap: &Snapshot| -> Result<(), RunError> {
         if a.json {
             print_line(&e.to_json());
         }
         if !a.quiet {
-            eprintln!("{}", e.summary(a.epochs));
+            eprintln!("{}", e.summary(epochs));
         }
+        history.push(e.clone());
         if let (Some(every), Some(p)) = (a.save_every, &a.save)
             && e.epoch.is_multiple_of(every)
-            && e.epoch < a.epochs
+            && e.epoch < epochs
         {
-            checkpoint::save_with_state(p, snap.params, Some(snap.state), &meta_of(snap.at))
+            checkpoint::save_with_state(p, snap.params, Some(snap.state), &meta_of(snap.at, &history))
                 .map_err(|e| RunError::Save(e.to_string()))?;
             saved_epoch = Some(snap.at.epochs);
         }
@@ -131,7 +139,10 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     };
     let result = bpc::train::train(&model.func, &mut params, &mut state, &train, val.as_ref(), &cfg, &mut on_epoch);
     let report = result.map_err(|e| {
-        let err = run_error(&model, e);
+        let err = match e {
+            RunError::Diverged(m) => diverged(&m, a, lr, standardizer.is_some()),
+            e => run_error(&model, e),
+        };
         match (saved_epoch, &a.save) {
             (Some(epoch), Some(p)) => {
                 Error(format!("{err}\n{} keeps the last good checkpoint, of epoch {epoch}", p.display()))
@@ -139,23 +150,23 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
             _ => err,
         }
     })?;
+    let history: Vec<bpc::train::EpochReport> = earlier.iter().chain(&report.epochs).cloned().collect();
     let at = match report.stop {
-        Stop::Finished => Position { epochs: a.epochs, examples: 0 },
+        Stop::Finished => Position { epochs, examples: 0 },
         Stop::EarlyStopped { best_epoch, .. } => Position { epochs: best_epoch, examples: 0 },
         Stop::Interrupted { at } => at,
     };
     if let Stop::Interrupted { .. } = report.stop {
         let path = a.save.clone().unwrap_or_else(|| interrupted_path(&a.model));
-        checkpoint::save_with_state(&path, &params, Some(&state), &meta_of(at)).map_err(|e| Error(e.to_string()))?;
-        eprintln!(
-            "interrupted after {} of epoch {}: saved {} (resume with --init {})",
-            plural(at.examples, "example"),
-            at.epochs + 1,
-            path.display(),
-            path.display()
-        );
+        let meta = meta_of(at, &history);
+        checkpoint::save_with_state(&path, &params, Some(&state), &meta).map_err(|e| Error(e.to_string()))?;
+        let after = match at.examples {
+            0 => format!("epoch {}", at.epochs),
+            n => format!("{} of epoch {}", plural(n, "example"), at.epochs + 1),
+        };
+        eprintln!("interrupted after {after}: saved {} (resume with --init {})", path.display(), path.display());
         if let Some(p) = &a.plot {
-            write_plot(p, &model, a, &report)?;
+            write_plot(p, &model, a, &history)?;
         }
         std::process::exit(130);
     }
@@ -167,29 +178,79 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         print_line(&report.done_json(&extra));
     }
     if let Some(p) = &a.save {
-        checkpoint::save_with_state(p, &params, Some(&state), &meta_of(at)).map_err(|e| Error(e.to_string()))?;
+        let meta = meta_of(at, &history);
+        checkpoint::save_with_state(p, &params, Some(&state), &meta).map_err(|e| Error(e.to_string()))?;
     }
     if let Some(p) = &a.plot {
-        write_plot(p, &model, a, &report)?;
+        write_plot(p, &model, a, &history)?;
     }
     if !a.quiet {
-        finish(&report, &finals.text, val.is_some(), a);
+        finish(&report, start.epochs, &finals.text, val.is_some(), a);
     }
     Ok(())
 }
 
-/// What a checkpoint given to `--init` brings: params, optimizer state, where to start.
+/// `--epochs` when neither the flags nor the checkpoint give it (SPEC §4).
+const DEFAULT_EPOCHS: usize = 10;
+
+/// The divergence error: what happened and where (from the driver), the run's files, and
+/// what to try, leaving out what this run already did.
+fn diverged(what: &str, a: &TrainArgs, lr: f32, standardized: bool) -> Error {
+    let mut tries = vec![format!("a smaller --lr than {lr}")];
+    if !standardized {
+        tries.push("--standardize".into());
+    }
+    let mut hint = format!("try {}", tries.join(" or "));
+    if !a.check_finite {
+        hint += "; --check-finite names the op that overflowed";
+    }
+    Error(format!("{what}; nothing was saved (training {} on {}; {hint})", a.model.display(), a.data.display()))
+}
+
+/// Loads the model at `path`; when it fails on what looks like a CSV file (by its name or
+/// its first line), says that the model comes first and the data goes in `--data`.
+pub fn load_model(path: &Path) -> Result<Model, Error> {
+    Model::load(path).map_err(|e| match looks_like_csv(path) {
+        true => Error(format!(
+            "{}: this looks like a CSV file, not a .bp model; the model comes first, data goes in --data",
+            path.display()
+        )),
+        false => e,
+    })
+}
+
+/// Whether `path` is named `.csv` / `.csv.gz`, or its first line is a CSV header or row:
+/// two or more comma-separated fields of plain names or numbers (a model's first line with a
+/// comma has brackets, parentheses, `~` or `:` in it).
+fn looks_like_csv(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+        return true;
+    }
+    let Ok(text) = std::fs::read(path) else { return false };
+    let text = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
+    let first = text.trim_start_matches('\u{feff}').lines().next().unwrap_or("");
+    let fields: Vec<&str> = first.split(',').map(|f| f.trim().trim_matches('"')).collect();
+    fields.len() >= 2
+        && fields.iter().all(|f| {
+            !f.is_empty() && f.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '+' | ' '))
+        })
+}
+
+/// What a checkpoint given to `--init` brings: params, optimizer state, where to start, and
+/// the figures of the epochs done.
 struct Resume {
     params: Params,
     state: OptState,
     start: Position,
+    history: Vec<bpc::train::EpochReport>,
     meta: Meta,
 }
 
 impl Resume {
-    fn load(path: &Path, model: &Model, a: &TrainArgs, optimizer: Optimizer) -> Result<Resume, Error> {
+    fn load(path: &Path, model: &Model, epochs: usize, optimizer: Optimizer) -> Result<Resume, Error> {
         let (params, meta, state) = checkpoint::load_with_state(path, &model.func, Some(optimizer))
-            .map_err(|e| Error(format!("{e} (is it a checkpoint of {}?)", model.source.path)))?;
+            .map_err(|e| Error(e.for_model(&model.source.path)))?;
         let shown = path.display();
         if !meta.model_hash.is_empty() && meta.model_hash != model.hash() {
             eprintln!(
@@ -210,13 +271,15 @@ impl Resume {
             }
         };
         let start = Position { epochs: meta.epochs, examples: meta.examples };
-        if start.epochs >= a.epochs {
+        if start.epochs >= epochs {
             return Err(Error(format!(
-                "{shown} has already done {} epochs: give --epochs more than {} to train on",
-                start.epochs, start.epochs
+                "{shown} has already done {}: give --epochs more than {} to train on",
+                plural(start.epochs, "epoch"),
+                start.epochs
             )));
         }
-        Ok(Resume { params, state, start, meta })
+        let history = meta.history.iter().filter(|e| e.epoch <= start.epochs).cloned().collect();
+        Ok(Resume { params, state, start, history, meta })
     }
 }
 
@@ -390,20 +453,19 @@ fn announce(model: &Model, params: &Params, train: &Dataset, val: Option<&Datase
         how += &format!(", weight decay {}", o.weight_decay);
     }
     eprintln!(
-        "training {}: {} params, {} examples{v}, batch {}, {how}, {} epochs",
+        "training {}: {} params, {} examples{v}, batch {}, {how}, {}",
         model.func.name,
         params.data.len(),
         train.len(),
         cfg.batch,
-        cfg.epochs
+        plural(cfg.epochs, "epoch")
     );
-    if cfg.start != Position::default() {
-        eprintln!(
-            "resuming after epoch {} ({} of epoch {} done)",
-            cfg.start.epochs,
-            plural(cfg.start.examples, "example"),
-            cfg.start.epochs + 1
-        );
+    match cfg.start {
+        Position { epochs: 0, examples: 0 } => {}
+        Position { epochs, examples: 0 } => eprintln!("resuming after epoch {epochs}"),
+        Position { epochs, examples } => {
+            eprintln!("resuming after epoch {epochs} ({} of epoch {} done)", plural(examples, "example"), epochs + 1)
+        }
     }
 }
 
@@ -448,15 +510,15 @@ fn final_metrics(
     }
 }
 
-fn write_plot(p: &Path, model: &Model, a: &TrainArgs, report: &TrainReport) -> Result<(), Error> {
+/// Draws the curves of every epoch in `history` (those before a resume included).
+fn write_plot(p: &Path, model: &Model, a: &TrainArgs, history: &[bpc::train::EpochReport]) -> Result<(), Error> {
     let title = format!("{} ({})", model.func.name, a.data.display());
-    let svg = bpc::train::plot::training_curves(&title, &report.epochs)
-        .map_err(|e| Error(format!("{}: {e}", p.display())))?;
+    let svg = bpc::train::plot::training_curves(&title, history).map_err(|e| Error(format!("{}: {e}", p.display())))?;
     checkpoint::write_atomic(p, svg.as_bytes()).map_err(|e| Error(format!("{}: cannot write: {e}", p.display())))
 }
 
-/// The closing lines on stderr.
-fn finish(report: &TrainReport, finals: &str, validation: bool, a: &TrainArgs) {
+/// The closing lines on stderr; `before` is the epochs done before this run (resumed).
+fn finish(report: &TrainReport, before: usize, finals: &str, validation: bool, a: &TrainArgs) {
     if let Stop::EarlyStopped { best_epoch, best_val_loss } = report.stop {
         let p = a.patience.unwrap_or_default();
         eprintln!(
@@ -470,9 +532,13 @@ fn finish(report: &TrainReport, finals: &str, validation: bool, a: &TrainArgs) {
         eprint!("on the {on} data: {finals}");
     }
     let saved = a.save.as_ref().map_or(String::new(), |p| format!("; saved {}", p.display()));
+    let ran = report.epochs.len();
+    let epochs = match before {
+        0 => plural(ran, "epoch"),
+        b => format!("{} more ({} in all)", plural(ran, "epoch"), b + ran),
+    };
     eprintln!(
-        "done: {} in {:.2}s, compile {:.1} ms{saved}",
-        plural(report.epochs.len(), "epoch"),
+        "done: {epochs} in {:.2}s, compile {:.1} ms{saved}",
         report.seconds,
         report.compile_time().as_secs_f64() * 1e3
     );

@@ -5,7 +5,10 @@
 //! string metadata (`bpc.*` keys) holds the model source hash, the standardization statistics
 //! (JSON arrays), the class names and feature columns (JSON arrays), the position in training
 //! (whole epochs done, examples done of the next epoch, the seed), and the optimizer's name,
-//! step count and settings (JSON). Files are written atomically (a temporary file in the same
+//! step count and settings (JSON), the target epoch count and the per-epoch history (train and
+//! validation loss and accuracy, a JSON array, so a resumed run plots every epoch). The
+//! metadata keys are written sorted, so the same state gives the same bytes (safetensors
+//! itself writes them in `HashMap` order). Files are written atomically (a temporary file in the same
 //! directory, synced, then a rename), so a crash never leaves a half-written checkpoint over
 //! a good one. Loading checks that every param of the model is present with the right dtype
 //! and shape (naming every param that differs) and that the file holds nothing else.
@@ -24,6 +27,7 @@ use bpc_autodiff::Optimizer;
 use crate::init::fnv1a;
 use crate::optimizer::OptState;
 use crate::params::Params;
+use crate::report::EpochReport;
 use crate::standardize::Standardizer;
 
 /// What a checkpoint records besides the params.
@@ -48,6 +52,11 @@ pub struct Meta {
     pub optimizer_steps: u64,
     /// The optimizer's settings as JSON text, for the record.
     pub optimizer_config: Option<String>,
+    /// The epoch count the run was asked for (`--epochs`), so a resumed run goes on to it.
+    pub target_epochs: Option<usize>,
+    /// The figures of every epoch done so far, in order (see [`EpochReport::history_json`]:
+    /// loss and accuracy only; the speed fields read back as 0).
+    pub history: Vec<EpochReport>,
 }
 
 /// A checkpoint error: the file and what was wrong.
@@ -67,6 +76,21 @@ impl std::error::Error for CheckpointError {}
 
 /// A stable hash of a model's source text: `fnv1a64:` and 16 hex digits.
 pub fn model_hash(source: &str) -> String {
+impl CheckpointError {
+    /// The error as text; when the file is a checkpoint whose tensors do not fit the model at
+    /// `model` (a path), with the hint `(is it a checkpoint of MODEL?)`.
+    pub fn for_model(&self, model: &str) -> String {
+        if self.message.contains(MISFIT) {
+            format!("{self} (is it a checkpoint of {model}?)")
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+/// What a load error says when the tensors do not fit the model (see [`CheckpointError::for_model`]).
+const MISFIT: &str = "does not fit the model";
+
     format!("fnv1a64:{:016x}", fnv1a(source.as_bytes()))
 }
 
@@ -83,6 +107,8 @@ const OPTIMIZER_STEPS: &str = "bpc.optimizer.steps";
 const OPTIMIZER_CONFIG: &str = "bpc.optimizer.config";
 /// Prefix of the optimizer state tensors' names.
 pub const STATE_PREFIX: &str = "optimizer.";
+const TARGET_EPOCHS: &str = "bpc.target_epochs";
+const HISTORY: &str = "bpc.history";
 
 /// Writes `params` and `meta` to `path` atomically.
 pub fn save(path: &Path, params: &Params, meta: &Meta) -> Result<(), CheckpointError> {
@@ -121,9 +147,39 @@ pub fn save_with_state(
         safetensors::serialize(views, Some(metadata(meta))).map_err(|e| err(format!("cannot serialize: {e}")))?;
     write_atomic(path, &blob).map_err(|e| err(format!("cannot write: {e}")))
 }
+    let blob = sorted_header(blob).map_err(|e| err(format!("cannot serialize: {e}")))?;
 
 fn le_bytes(xs: &[f32]) -> Vec<u8> {
     xs.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// `blob` (a serialized safetensors file) with its header rewritten in a canonical order:
+/// `__metadata__` first with its keys sorted, then the tensors sorted by name. safetensors
+/// writes the metadata map in `HashMap` order, which differs from run to run; the data
+/// section and every offset stay as they are (offsets are relative to the data section).
+fn sorted_header(blob: Vec<u8>) -> Result<Vec<u8>, String> {
+    const N: usize = 8;
+    let len = blob.get(..N).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    let Some(end) = len.and_then(|n| n.checked_add(N)).filter(|&e| e <= blob.len()) else {
+        return Err("the serialized header is truncated".into());
+    };
+    // serde_json's map is ordered by key (no `preserve_order`), so parsing sorts every object.
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&blob[N..end]).map_err(|e| e.to_string())?;
+    let meta = header.get("__metadata__").map(|m| ("__metadata__", m));
+    let entries: Vec<String> = meta
+        .into_iter()
+        .chain(header.iter().filter(|(k, _)| *k != "__metadata__").map(|(k, v)| (k.as_str(), v)))
+        .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))
+        .collect();
+    let mut text = format!("{{{}}}", entries.join(",")).into_bytes();
+    // Pad with spaces to a multiple of 8, as safetensors does, so the data stays aligned.
+    text.resize(text.len().next_multiple_of(N), b' ');
+    let mut out = Vec::with_capacity(N + text.len() + blob.len() - end);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text);
+    out.extend(&blob[end..]);
+    Ok(out)
+}
+
 }
 
 fn metadata(meta: &Meta) -> HashMap<String, String> {
@@ -153,6 +209,12 @@ fn metadata(meta: &Meta) -> HashMap<String, String> {
     }
     m
 }
+    if let Some(t) = meta.target_epochs {
+        m.insert(TARGET_EPOCHS.to_string(), t.to_string());
+    }
+    if !meta.history.is_empty() {
+        m.insert(HISTORY.to_string(), EpochReport::history_json(&meta.history));
+    }
 
 /// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -203,7 +265,7 @@ pub fn load_with_state(
     let (state_names, param_names): (Vec<&str>, Vec<&str>) = have.iter().partition(|n| n.starts_with(STATE_PREFIX));
     let problems = read_tensors(&st, &mut params, "", &param_names);
     if !problems.is_empty() {
-        return Err(err(format!("does not fit the model: {}", problems.join("; "))));
+        return Err(err(format!("{MISFIT}: {}", problems.join("; "))));
     }
     let empty = HashMap::new();
     let m = header.metadata().as_ref().unwrap_or(&empty);
@@ -214,7 +276,7 @@ pub fn load_with_state(
             s.steps = meta.optimizer_steps;
             let problems = read_tensors(&st, &mut s.slab, STATE_PREFIX, &state_names);
             if !problems.is_empty() {
-                return Err(err(format!("its {} state does not fit the model: {}", o.name(), problems.join("; "))));
+                return Err(err(format!("its {} state {MISFIT}: {}", o.name(), problems.join("; "))));
             }
             Some(s)
         }
@@ -292,6 +354,11 @@ fn parse_meta(m: &HashMap<String, String>) -> Result<Meta, String> {
         optimizer_config: m.get(OPTIMIZER_CONFIG).cloned(),
     })
 }
+        target_epochs: m.get(TARGET_EPOCHS).map(|_| count(TARGET_EPOCHS)).transpose()?.map(|t| t as usize),
+        history: match m.get(HISTORY) {
+            Some(text) => EpochReport::parse_history(text).map_err(|e| format!("bad metadata {HISTORY}: {e}"))?,
+            None => Vec::new(),
+        },
 
 /// The metadata entry `key` parsed as a JSON array.
 fn json_array(m: &HashMap<String, String>, key: &str) -> Result<Option<Vec<serde_json::Value>>, String> {
@@ -330,9 +397,59 @@ mod tests {
             optimizer_config: Some(r#"{"optimizer":"sgd","weight_decay":0.0}"#.into()),
         }
     }
+            target_epochs: Some(30),
+            history: (1..=12)
+                .map(|e| EpochReport {
+                    epoch: e,
+                    train_loss: 1.0 / e as f64,
+                    train_accuracy: Some(0.5 + e as f64 / 100.0),
+                    val_loss: Some(1.5 / e as f64),
+                    val_accuracy: (e > 1).then_some(0.25),
+                    examples_per_s: 0.0,
+                    seconds: 0.0,
+                    lr: None,
+                })
+                .collect(),
 
     #[test]
     fn round_trips_params_and_metadata() {
+    #[test]
+    fn the_same_state_gives_the_same_bytes_with_sorted_metadata() {
+        let dir = TempDir::new("ckpt-bytes");
+        let f = model([2, 3]);
+        let p = Params::init(&f, 5).unwrap();
+        let mut state = OptState::new(&f, Optimizer::Adam);
+        state.slab.data.iter_mut().enumerate().for_each(|(i, x)| *x = i as f32);
+        state.steps = 7;
+        // Every save builds a new metadata map with its own random iteration order.
+        let files: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                let path = dir.path().join(format!("p{i}.safetensors"));
+                save_with_state(&path, &p, Some(&state), &meta()).unwrap();
+                fs::read(&path).unwrap()
+            })
+            .collect();
+        assert!(files.iter().all(|f| f == &files[0]), "checkpoints of the same state differ");
+        let n = u64::from_le_bytes(files[0][..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        let header = std::str::from_utf8(&files[0][8..8 + n]).unwrap();
+        assert!(header.starts_with(r#"{"__metadata__":{"bpc.class_names":"#), "{header}");
+        let keys: Vec<&str> = header.split("\"bpc.").skip(1).map(|k| k.split('"').next().unwrap()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(keys.len(), 13, "{keys:?}");
+        // The tensors follow in name order, and the file reads back whole.
+        let w = header.find(r#""W":"#).unwrap();
+        assert!(w < header.find(r#""b":"#).unwrap() && w < header.find(r#""optimizer.exp_avg.W":"#).unwrap());
+        let (q, m, st) = load_with_state(&dir.path().join("p0.safetensors"), &f, Some(Optimizer::Adam)).unwrap();
+        let st = st.unwrap();
+        assert_eq!(
+            (q, m, st.slab.data, st.steps),
+            (p, Meta { optimizer: Some("adam".into()), optimizer_steps: 7, ..meta() }, state.slab.data, 7)
+        );
+    }
+
         let dir = TempDir::new("ckpt");
         let path = dir.path().join("p.safetensors");
         let f = model([2, 3]);

@@ -197,10 +197,7 @@ pub fn train(
             break;
         }
         if params.data.iter().any(|x| !x.is_finite()) {
-            return Err(RunError::Diverged(format!(
-                "training diverged: params became inf or NaN in epoch {epoch}; nothing was saved \
-                 (try a smaller --lr or --standardize; --check-finite names the op that overflowed)"
-            )));
+            return Err(RunError::Diverged(format!("training diverged: params became inf or NaN in epoch {epoch}")));
         }
         let train_time = t0.elapsed();
         let val_metrics: Option<Metrics> = match (&mut eval, val) {
@@ -341,11 +338,7 @@ impl EpochLoop {
                 return Err(diagnose_step(&self.raw, params, p, &state.slab, st, batch, &hypers, &where_()));
             }
             if !step_loss.is_finite() {
-                return Err(RunError::Diverged(format!(
-                    "training diverged: the loss is {step_loss} at {}; nothing was saved \
-                     (try a smaller --lr or --standardize; --check-finite names the op that overflowed)",
-                    where_()
-                )));
+                return Err(RunError::Diverged(format!("training diverged: the loss is {step_loss} at {}", where_())));
             }
             run.loss += f64::from(step_loss) * batch.rows as f64;
             if let Some(i) = self.scores {

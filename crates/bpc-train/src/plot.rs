@@ -1,9 +1,11 @@
 //! `--plot curve.svg`: training curves drawn with `plotters`' SVG backend (no system
 //! libraries: text is left to the SVG viewer). The loss panel shows train and validation
 //! loss per epoch; a second panel shows train and validation accuracy when the labels are
-//! classes. Non-finite points are left out.
+//! classes. Non-finite points are left out. Each chart's legend sits in a strip below it, so it
+//! never covers a curve.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::EpochReport;
 
@@ -13,7 +15,8 @@ const VALIDATION: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 /// The SVG text of the curves of `epochs` under the heading `title`.
 pub fn training_curves(title: &str, epochs: &[EpochReport]) -> Result<String, String> {
     let accuracy = epochs.iter().any(|e| e.train_accuracy.is_some() || e.val_accuracy.is_some());
-    let size = if accuracy { (1000, 420) } else { (640, 420) };
+    let height = 420 + LEGEND_HEIGHT;
+    let size = if accuracy { (1000, height) } else { (640, height) };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
@@ -57,7 +60,9 @@ fn panel(
     // put ticks at half epochs, which a `{:.0}` label shows as two equal numbers).
     let x_ticks = ((last - first) as usize + 1).min(8);
     let err = |e: &dyn std::fmt::Display| format!("cannot draw the {what} chart: {e}");
-    let mut chart = ChartBuilder::on(area)
+    // The legend gets its own strip under the chart, so it never hides a curve.
+    let (chart_area, legend_area) = area.split_vertically(area.dim_in_pixel().1.saturating_sub(LEGEND_HEIGHT));
+    let mut chart = ChartBuilder::on(&chart_area)
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
@@ -73,23 +78,37 @@ fn panel(
         .y_label_formatter(&|y| short(*y))
         .draw()
         .map_err(|e| err(&e))?;
+    let mut legend = Vec::new();
     for (name, pts, colour) in [("train", tr, TRAIN), ("validation", va, VALIDATION)] {
         if pts.is_empty() {
             continue;
         }
-        chart
-            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(format!("{name} {what}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(LineSeries::new(pts, colour.stroke_width(2))).map_err(|e| err(&e))?;
+        legend.push((format!("{name} {what}"), colour));
     }
-    chart
-        .configure_series_labels()
-        .position(if unit_range { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
+    draw_legend(&legend_area, &legend).map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Height of the legend strip under each chart, in pixels.
+const LEGEND_HEIGHT: u32 = 30;
+/// The left edge of the plotting area (margin + y label area), where the legend starts.
+const PLOT_LEFT: i32 = 68;
+
+/// One row of legend entries (a line sample in the series' colour and its name) in `area`.
+fn draw_legend(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    entries: &[(String, RGBColor)],
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+    let y = (LEGEND_HEIGHT / 2) as i32 - 4;
+    let style = ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+    let mut x = PLOT_LEFT;
+    for (label, colour) in entries {
+        area.draw(&PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)))?;
+        area.draw(&Text::new(label.clone(), (x + 26, y), style.clone()))?;
+        // No font metrics without system libraries: about 8 px per character at 14 px.
+        x += 26 + 8 * label.chars().count() as i32 + 24;
+    }
     Ok(())
 }
 
@@ -157,6 +176,44 @@ mod tests {
                 assert_eq!(ticks, (1..=n).collect::<Vec<_>>());
             }
         }
+    }
+
+    /// The y of the `<text>` whose content is `label`.
+    fn text_y(svg: &str, label: &str) -> f64 {
+        let tag = svg
+            .split("<text")
+            .skip(1)
+            .find_map(|t| t.split_once('>').filter(|(_, rest)| rest.trim_start().starts_with(&format!("{label}\n"))))
+            .unwrap_or_else(|| panic!("no `{label}` in {svg}"))
+            .0;
+        tag.split(" y=\"").nth(1).and_then(|y| y.split('"').next()?.parse().ok()).unwrap()
+    }
+
+    /// The largest y of the points of every curve (a `<polyline>` of more than two points,
+    /// unlike a legend's line sample).
+    fn lowest_point(svg: &str) -> f64 {
+        svg.split("points=\"")
+            .skip(1)
+            .map(|p| p.split('"').next().unwrap().split_whitespace().collect::<Vec<_>>())
+            .filter(|pts| pts.len() > 2)
+            .flatten()
+            .map(|xy| xy.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn the_legend_sits_below_the_charts() {
+        // A validation loss that ends high on the right, where a legend inside the chart sat.
+        let runs: Vec<EpochReport> =
+            (1..=6).map(|e| epoch(e, 1.0 / e as f64, Some(0.4 + 0.1 * e as f64), Some(0.5))).collect();
+        let svg = training_curves("t", &runs).unwrap();
+        let curves = lowest_point(&svg);
+        for label in ["train loss", "validation loss", "train accuracy", "validation accuracy"] {
+            let y = text_y(&svg, label);
+            assert!(y > curves + 40.0, "{label} at y = {y}, curves reach down to {curves}");
+        }
+        // No legend box over the chart (plotters' own legend draws a bordered white rectangle).
+        assert!(!svg.contains("opacity=\"0.8\""), "{svg}");
     }
 
     #[test]

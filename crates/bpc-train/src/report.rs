@@ -41,6 +41,57 @@ impl EpochReport {
     }
 
     /// One human-readable line: `epoch 3/10  loss 0.4123  acc 0.8750  val loss ...`.
+    /// The per-epoch history a checkpoint keeps: a JSON array of
+    /// `{"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}` (absent figures
+    /// and NaN are `null`). Floats print as the shortest text that reads back to the same bits.
+    pub fn history_json(epochs: &[EpochReport]) -> String {
+        let items: Vec<String> = epochs
+            .iter()
+            .map(|e| {
+                object(&[
+                    ("epoch", json!(e.epoch)),
+                    ("train_loss", json!(e.train_loss)),
+                    ("train_accuracy", json!(e.train_accuracy)),
+                    ("val_loss", json!(e.val_loss)),
+                    ("val_accuracy", json!(e.val_accuracy)),
+                ])
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// Reads [`EpochReport::history_json`]'s text: a `null` train loss reads as NaN, the speed
+    /// fields (not stored) as 0, `lr` as `None`. Epochs must be positive and increasing.
+    pub fn parse_history(text: &str) -> Result<Vec<EpochReport>, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let items = v.as_array().ok_or("expected a JSON array")?;
+        let mut out: Vec<EpochReport> = Vec::with_capacity(items.len());
+        for item in items {
+            let bad = || format!("bad entry {item}");
+            let number = |key: &str| -> Result<Option<f64>, String> {
+                match &item[key] {
+                    Value::Null => Ok(None),
+                    x => x.as_f64().map(Some).ok_or_else(bad),
+                }
+            };
+            let epoch = item["epoch"].as_u64().filter(|&e| e >= 1).ok_or_else(bad)? as usize;
+            if out.last().is_some_and(|p| p.epoch >= epoch) {
+                return Err(format!("epoch {epoch} follows epoch {}", out.last().map_or(0, |p| p.epoch)));
+            }
+            out.push(EpochReport {
+                epoch,
+                train_loss: number("train_loss")?.unwrap_or(f64::NAN),
+                train_accuracy: number("train_accuracy")?,
+                val_loss: number("val_loss")?,
+                val_accuracy: number("val_accuracy")?,
+                examples_per_s: 0.0,
+                seconds: 0.0,
+                lr: None,
+            });
+        }
+        Ok(out)
+    }
+
     pub fn summary(&self, epochs: usize) -> String {
         let mut s = format!("epoch {:>w$}/{epochs}  loss {:.4}", self.epoch, self.train_loss, w = digits(epochs));
         if let Some(a) = self.train_accuracy {
@@ -171,6 +222,36 @@ mod tests {
     #[test]
     fn done_object_repeats_the_final_metrics() {
         let stop = Stop::EarlyStopped { best_epoch: 2, best_val_loss: 0.1 };
+    #[test]
+    fn history_round_trips_bit_for_bit() {
+        let a = EpochReport { epoch: 1, train_loss: 0.1 + 0.2, examples_per_s: 0.0, seconds: 0.0, ..epoch() };
+        let b = EpochReport {
+            epoch: 2,
+            train_loss: f64::NAN,
+            train_accuracy: None,
+            val_loss: Some(1.0 / 3.0),
+            val_accuracy: Some(0.5),
+            examples_per_s: 0.0,
+            seconds: 0.0,
+            lr: None,
+        };
+        let text = EpochReport::history_json(&[a.clone(), b.clone()]);
+        assert_eq!(
+            text,
+            r#"[{"epoch":1,"train_loss":0.30000000000000004,"train_accuracy":0.75,"val_loss":null,"val_accuracy":null},{"epoch":2,"train_loss":null,"train_accuracy":null,"val_loss":0.3333333333333333,"val_accuracy":0.5}]"#
+        );
+        let back = EpochReport::parse_history(&text).unwrap();
+        assert_eq!(back[0], a);
+        assert!(back[1].train_loss.is_nan());
+        assert_eq!(EpochReport { train_loss: 0.0, ..back[1].clone() }, EpochReport { train_loss: 0.0, ..b });
+        assert_eq!(EpochReport::parse_history("[]").unwrap(), []);
+        for bad in
+            [r#"{"epoch":1}"#, r#"[{"epoch":0}]"#, r#"[{"epoch":2},{"epoch":2}]"#, r#"[{"epoch":1,"val_loss":"x"}]"#]
+        {
+            assert!(EpochReport::parse_history(bad).is_err(), "{bad}");
+        }
+    }
+
         let r = TrainReport { epochs: vec![epoch()], seconds: 1.5, compile: vec![], stop };
         let j: Value = serde_json::from_str(&r.done_json(&[("r2", json!(0.5))])).unwrap();
         assert_eq!(

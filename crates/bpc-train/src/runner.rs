@@ -28,7 +28,9 @@ pub enum RunError {
     Call(String),
     /// `--check-finite`: a step produced inf or NaN; the diagnostic names the op.
     NonFinite(bpc_ir::Diagnostic),
-    /// A step's loss was inf or NaN (training stops there; nothing is saved).
+    /// A step's loss was inf or NaN (training stops there; nothing is saved). The message
+    /// says what and where (`training diverged: the loss is inf at step 4 of epoch 3`); the
+    /// caller adds what to try, knowing which settings were used.
     Diverged(String),
     /// A checkpoint could not be written during training (`--save-every`).
     Save(String),
