@@ -74,8 +74,6 @@ impl fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
-/// A stable hash of a model's source text: `fnv1a64:` and 16 hex digits.
-pub fn model_hash(source: &str) -> String {
 impl CheckpointError {
     /// The error as text; when the file is a checkpoint whose tensors do not fit the model at
     /// `model` (a path), with the hint `(is it a checkpoint of MODEL?)`.
@@ -91,6 +89,8 @@ impl CheckpointError {
 /// What a load error says when the tensors do not fit the model (see [`CheckpointError::for_model`]).
 const MISFIT: &str = "does not fit the model";
 
+/// A stable hash of a model's source text: `fnv1a64:` and 16 hex digits.
+pub fn model_hash(source: &str) -> String {
     format!("fnv1a64:{:016x}", fnv1a(source.as_bytes()))
 }
 
@@ -105,10 +105,10 @@ const FEATURES: &str = "bpc.features";
 const OPTIMIZER: &str = "bpc.optimizer";
 const OPTIMIZER_STEPS: &str = "bpc.optimizer.steps";
 const OPTIMIZER_CONFIG: &str = "bpc.optimizer.config";
-/// Prefix of the optimizer state tensors' names.
-pub const STATE_PREFIX: &str = "optimizer.";
 const TARGET_EPOCHS: &str = "bpc.target_epochs";
 const HISTORY: &str = "bpc.history";
+/// Prefix of the optimizer state tensors' names.
+pub const STATE_PREFIX: &str = "optimizer.";
 
 /// Writes `params` and `meta` to `path` atomically.
 pub fn save(path: &Path, params: &Params, meta: &Meta) -> Result<(), CheckpointError> {
@@ -145,12 +145,10 @@ pub fn save_with_state(
     let meta = &meta;
     let blob =
         safetensors::serialize(views, Some(metadata(meta))).map_err(|e| err(format!("cannot serialize: {e}")))?;
+    let blob = sorted_header(blob).map_err(|e| err(format!("cannot serialize: {e}")))?;
     write_atomic(path, &blob).map_err(|e| err(format!("cannot write: {e}")))
 }
-    let blob = sorted_header(blob).map_err(|e| err(format!("cannot serialize: {e}")))?;
 
-fn le_bytes(xs: &[f32]) -> Vec<u8> {
-    xs.iter().flat_map(|x| x.to_le_bytes()).collect()
 /// `blob` (a serialized safetensors file) with its header rewritten in a canonical order:
 /// `__metadata__` first with its keys sorted, then the tensors sorted by name. safetensors
 /// writes the metadata map in `HashMap` order, which differs from run to run; the data
@@ -180,6 +178,8 @@ fn sorted_header(blob: Vec<u8>) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+fn le_bytes(xs: &[f32]) -> Vec<u8> {
+    xs.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 fn metadata(meta: &Meta) -> HashMap<String, String> {
@@ -207,14 +207,14 @@ fn metadata(meta: &Meta) -> HashMap<String, String> {
     if let Some(c) = &meta.class_names {
         m.insert(CLASSES.to_string(), serde_json::to_string(c).expect("strings serialize"));
     }
-    m
-}
     if let Some(t) = meta.target_epochs {
         m.insert(TARGET_EPOCHS.to_string(), t.to_string());
     }
     if !meta.history.is_empty() {
         m.insert(HISTORY.to_string(), EpochReport::history_json(&meta.history));
     }
+    m
+}
 
 /// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -352,13 +352,13 @@ fn parse_meta(m: &HashMap<String, String>) -> Result<Meta, String> {
         optimizer: m.get(OPTIMIZER).cloned(),
         optimizer_steps: count(OPTIMIZER_STEPS)?,
         optimizer_config: m.get(OPTIMIZER_CONFIG).cloned(),
-    })
-}
         target_epochs: m.get(TARGET_EPOCHS).map(|_| count(TARGET_EPOCHS)).transpose()?.map(|t| t as usize),
         history: match m.get(HISTORY) {
             Some(text) => EpochReport::parse_history(text).map_err(|e| format!("bad metadata {HISTORY}: {e}"))?,
             None => Vec::new(),
         },
+    })
+}
 
 /// The metadata entry `key` parsed as a JSON array.
 fn json_array(m: &HashMap<String, String>, key: &str) -> Result<Option<Vec<serde_json::Value>>, String> {
@@ -395,8 +395,6 @@ mod tests {
             optimizer: None,
             optimizer_steps: 0,
             optimizer_config: Some(r#"{"optimizer":"sgd","weight_decay":0.0}"#.into()),
-        }
-    }
             target_epochs: Some(30),
             history: (1..=12)
                 .map(|e| EpochReport {
@@ -410,9 +408,9 @@ mod tests {
                     lr: None,
                 })
                 .collect(),
+        }
+    }
 
-    #[test]
-    fn round_trips_params_and_metadata() {
     #[test]
     fn the_same_state_gives_the_same_bytes_with_sorted_metadata() {
         let dir = TempDir::new("ckpt-bytes");
@@ -450,6 +448,8 @@ mod tests {
         );
     }
 
+    #[test]
+    fn round_trips_params_and_metadata() {
         let dir = TempDir::new("ckpt");
         let path = dir.path().join("p.safetensors");
         let f = model([2, 3]);

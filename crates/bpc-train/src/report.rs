@@ -40,7 +40,6 @@ impl EpochReport {
         ])
     }
 
-    /// One human-readable line: `epoch 3/10  loss 0.4123  acc 0.8750  val loss ...`.
     /// The per-epoch history a checkpoint keeps: a JSON array of
     /// `{"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}` (absent figures
     /// and NaN are `null`). Floats print as the shortest text that reads back to the same bits.
@@ -92,6 +91,7 @@ impl EpochReport {
         Ok(out)
     }
 
+    /// One human-readable line: `epoch 3/10  loss 0.4123  acc 0.8750  val loss ...`.
     pub fn summary(&self, epochs: usize) -> String {
         let mut s = format!("epoch {:>w$}/{epochs}  loss {:.4}", self.epoch, self.train_loss, w = digits(epochs));
         if let Some(a) = self.train_accuracy {
@@ -213,16 +213,6 @@ mod tests {
     }
 
     #[test]
-    fn summary_line() {
-        assert_eq!(epoch().summary(10), "epoch  3/10  loss 0.5000  acc 0.7500  1234 ex/s  0.25s");
-        let scheduled = EpochReport { lr: Some(0.0125), ..epoch() };
-        assert_eq!(scheduled.summary(10), "epoch  3/10  loss 0.5000  acc 0.7500  lr 1.250e-2  1234 ex/s  0.25s");
-    }
-
-    #[test]
-    fn done_object_repeats_the_final_metrics() {
-        let stop = Stop::EarlyStopped { best_epoch: 2, best_val_loss: 0.1 };
-    #[test]
     fn history_round_trips_bit_for_bit() {
         let a = EpochReport { epoch: 1, train_loss: 0.1 + 0.2, examples_per_s: 0.0, seconds: 0.0, ..epoch() };
         let b = EpochReport {
@@ -252,6 +242,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn summary_line() {
+        assert_eq!(epoch().summary(10), "epoch  3/10  loss 0.5000  acc 0.7500  1234 ex/s  0.25s");
+        let scheduled = EpochReport { lr: Some(0.0125), ..epoch() };
+        assert_eq!(scheduled.summary(10), "epoch  3/10  loss 0.5000  acc 0.7500  lr 1.250e-2  1234 ex/s  0.25s");
+    }
+
+    #[test]
+    fn done_object_repeats_the_final_metrics() {
+        let stop = Stop::EarlyStopped { best_epoch: 2, best_val_loss: 0.1 };
         let r = TrainReport { epochs: vec![epoch()], seconds: 1.5, compile: vec![], stop };
         let j: Value = serde_json::from_str(&r.done_json(&[("r2", json!(0.5))])).unwrap();
         assert_eq!(
