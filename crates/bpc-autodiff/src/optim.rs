@@ -68,7 +68,9 @@ impl Optimizer {
 /// hyper `weight_decay`; leaving it out keeps a plain step free of the extra term).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpdateRule {
+    /// The optimizer whose update is compiled in.
     pub optimizer: Optimizer,
+    /// Whether the weight-decay term is compiled in.
     pub weight_decay: bool,
 }
 

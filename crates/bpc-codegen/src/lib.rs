@@ -70,7 +70,10 @@ pub enum Arg<'a> {
 
 /// Why a call was refused: a buffer of the wrong length or kind, a foreign workspace.
 #[derive(Debug)]
-pub struct CallError(pub String);
+pub struct CallError(
+    /// The message: the function's name and what was wrong.
+    pub String,
+);
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

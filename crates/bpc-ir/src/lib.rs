@@ -5,7 +5,7 @@
 //! the rest of the compiler relies on:
 //!
 //! - **Types are exact.** Every value carries its [`Type`]; [`infer_type`] is the one place
-//!   that says what an instruction produces, and [`verify`] re-checks every value against it.
+//!   that says what an instruction produces, and [`verify()`] re-checks every value against it.
 //! - **Batching is explicit.** A per-example value has a leading symbolic minibatch axis `B`
 //!   (`f32[B,256]`); a shared one (params, consts, what depends only on them) has none.
 //!   Elementwise ops take operands of one type: broadcasting is an explicit `broadcast`.
@@ -15,7 +15,7 @@
 //! - **One op, one table.** [`UnaryOp`], [`BinaryOp`] and [`ReduceOp`] give each primitive its
 //!   text name and its float64 semantics; [`interpret`] runs them and is the oracle.
 //!
-//! The text form ([`std::fmt::Display`] of a function, see [`print`]) is stable and used by
+//! The text form ([`std::fmt::Display`] of a function, see [`mod@print`]) is stable and used by
 //! golden tests.
 
 pub mod function;

@@ -16,12 +16,15 @@ use crate::simplify::simplify;
 /// - `-O1`: the classic passes (dead code, common subexpressions, constant folding,
 ///   algebraic simplification, hoisting of shared values), and buffer reuse by liveness with
 ///   in-place updates in code generation (`Function::kernels` is set, empty).
-/// - `-O2`: `-O1` plus fusion ([`fuse`]): elementwise chains, reductions with their producers
+/// - `-O2`: `-O1` plus fusion (the `fuse` pass): elementwise chains, reductions with their producers
 ///   and epilogues, row-wise softmax/cross-entropy work, GEMM epilogues and SGD updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum OptLevel {
+    /// `-O0`: no pass.
     O0,
+    /// `-O1`: the classic passes and buffer reuse.
     O1,
+    /// `-O2` (the default): `-O1` plus fusion.
     #[default]
     O2,
 }

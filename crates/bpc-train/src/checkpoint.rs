@@ -62,7 +62,9 @@ pub struct Meta {
 /// A checkpoint error: the file and what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointError {
+    /// The checkpoint file.
     pub path: String,
+    /// What was wrong with it (`Display` prints `path: message`).
     pub message: String,
 }
 

@@ -3,7 +3,7 @@
 //! A file has a header row; the label is the column named by `--label`, else the column
 //! named `label`, else the last one; the features are the columns named by `--features`, else
 //! the other columns in file order; they fill the model's inputs (see [`Schema`] and
-//! [`crate::columns`]). Parsing is the `csv` crate's (quoted fields, CRLF, a UTF-8 BOM, blank
+//! the private `columns` module). Parsing is the `csv` crate's (quoted fields, CRLF, a UTF-8 BOM, blank
 //! lines); fields are trimmed. Every error names `file:line:column` (column = character
 //! position in the line, 1-based) and what was expected; loading stops at the first one,
 //! before anything is trained.
@@ -22,9 +22,11 @@ use crate::schema::Schema;
 /// A data error: the file, the position where the input has one, and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataError {
+    /// The data file.
     pub path: String,
     /// 1-based line and character column.
     pub at: Option<(u64, u64)>,
+    /// What was expected (`Display` prints `path:line:column: message`).
     pub message: String,
 }
 
@@ -49,7 +51,9 @@ impl std::error::Error for DataError {}
 /// sorted order (`names[i]` is class `i`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LabelEncoding {
+    /// The file wrote the class indices `0..K` themselves.
     Integers,
+    /// The file wrote names; `names[i]` is class `i` (the names sorted).
     Names(Vec<String>),
 }
 
@@ -59,7 +63,12 @@ pub enum Labels {
     /// The file has no label column (only for `predict`).
     None,
     /// Class indices and how the file wrote them.
-    Class { values: Vec<i32>, encoding: LabelEncoding },
+    Class {
+        /// One class index in `0..K` per example (checked when loaded).
+        values: Vec<i32>,
+        /// Whether the file wrote indices or names.
+        encoding: LabelEncoding,
+    },
     /// Real targets: `label_width` per example, row-major.
     Real(Vec<f32>),
 }
@@ -67,6 +76,7 @@ pub enum Labels {
 /// A loaded data set: `len()` examples of `n_features` floats, row-major, plus labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
+    /// The file it was loaded from (for messages).
     pub path: String,
     /// Header names of the feature columns, in feature order.
     pub feature_names: Vec<String>,
@@ -74,11 +84,14 @@ pub struct Dataset {
     pub label_names: Vec<String>,
     /// Label elements per example: 1, or `k` for a real label `t[k]`.
     pub label_width: usize,
+    /// Floats per example: every input's elements, inputs in declaration order, each
+    /// row-major (for one input `x[4]`: 4).
     pub n_features: usize,
     /// Number of examples.
     pub rows: usize,
     /// `rows * n_features` floats, one example per row.
     pub features: Vec<f32>,
+    /// The label of every example ([`Dataset::class_labels`] for class indices).
     pub labels: Labels,
 }
 
@@ -88,6 +101,7 @@ impl Dataset {
         self.rows
     }
 
+    /// Whether there are no examples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -95,6 +109,16 @@ impl Dataset {
     /// The features of example `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.features[i * self.n_features..(i + 1) * self.n_features]
+    }
+
+    /// The class index of every example ([`Labels::Class`]'s `values`), or `None` for real
+    /// labels or none: the `y` of a `bpc::Label::Class` minibatch of the examples `idx` is
+    /// `idx.iter().map(|&i| class_labels[i])`.
+    pub fn class_labels(&self) -> Option<&[i32]> {
+        match &self.labels {
+            Labels::Class { values, .. } => Some(values),
+            Labels::None | Labels::Real(_) => None,
+        }
     }
 
     /// Class names, if the file wrote class labels as names.

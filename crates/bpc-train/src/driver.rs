@@ -39,24 +39,33 @@ use crate::schema::Schema;
 pub struct TrainConfig {
     /// Epochs in all, counting those done before [`TrainConfig::start`].
     pub epochs: usize,
+    /// The minibatch size `B`: examples per step (at least 1). An epoch of `n` examples has
+    /// `n / B` full minibatches and, if `n % B > 0`, a last, smaller one, trained on with a
+    /// step compiled for that size.
     pub batch: usize,
     /// The base learning rate, scaled by `schedule`.
     pub lr: f32,
+    /// How the learning rate changes from epoch to epoch (default: constant).
     pub schedule: LrSchedule,
+    /// The update rule (SGD, momentum, Adam, AdamW) and its hyperparameters (default: SGD).
     pub optimizer: OptimizerConfig,
-    /// Seeds the shuffling (param init has its own streams, see [`crate::init`]).
+    /// Seeds the shuffling: each epoch's order of the training set. The params are drawn
+    /// separately, when they are initialized from their own seed (`init_params(seed)`).
     pub seed: u64,
+    /// Optimizer level of the compiled train step and forward pass (default `-O2`).
     pub opt_level: OptLevel,
     /// Threads for large matrix products; 0 uses all cores.
     pub threads: usize,
     /// After every step, check the loss and the params; on inf or NaN, re-run the step in
     /// the float64 interpreter and stop with a diagnostic naming the first op at fault.
     pub check_finite: bool,
-    /// Draw an `indicatif` progress bar on stderr.
+    /// Draw an `indicatif` progress bar on stderr (default `false`; `bpc train` turns it on
+    /// unless `--quiet`).
     pub progress: bool,
     /// Stop when the validation loss has not improved for this many epochs.
     pub patience: Option<usize>,
-    /// Where a resumed run starts.
+    /// Where a resumed run starts (default: the beginning, no epoch done). Epochs
+    /// `start.epochs + 1 ..= epochs` are run.
     pub start: Position,
     /// Raised (by a Ctrl-C handler) to stop after the current step.
     pub interrupt: Option<Arc<AtomicBool>>,
@@ -85,7 +94,9 @@ impl Default for TrainConfig {
 /// A point in training: whole epochs done, and examples done of the next epoch's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Position {
+    /// Whole epochs done.
     pub epochs: usize,
+    /// Examples of the next epoch's shuffled order already trained on.
     pub examples: usize,
 }
 

@@ -18,11 +18,15 @@ use crate::params::{ParamInfo, Params};
 /// eps 1e-8, no weight decay).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimizerConfig {
+    /// The update rule (default SGD).
     pub optimizer: Optimizer,
     /// `μ` of [`Optimizer::Momentum`].
     pub momentum: f32,
+    /// Adam's decay rate of the first-moment (mean) estimate.
     pub beta1: f32,
+    /// Adam's decay rate of the second-moment (uncentered variance) estimate.
     pub beta2: f32,
+    /// Adam's term added to `√v̂` in the denominator, for numerical stability.
     pub eps: f32,
     /// L2 penalty added to the gradient (decoupled for AdamW); 0 compiles no decay term.
     pub weight_decay: f32,
@@ -110,13 +114,21 @@ impl OptimizerConfig {
 /// The `Hyper` arguments a train step may take, in a fixed order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HyperKey {
+    /// The learning rate of the step (the schedule applied).
     Lr,
+    /// Momentum's `μ`.
     Momentum,
+    /// Adam's `β1`.
     Beta1,
+    /// Adam's `β2`.
     Beta2,
+    /// Adam's `ε`.
     Eps,
+    /// `1 − β1^t` at the 1-based step `t`.
     BiasCorrection1,
+    /// `sqrt(1 − β2^t)` at the 1-based step `t`.
     BiasCorrection2Sqrt,
+    /// The weight-decay coefficient.
     WeightDecay,
 }
 
@@ -140,6 +152,7 @@ impl HyperKey {
 /// The values of every hyperparameter for one call, indexed by [`HyperKey`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hypers {
+    /// `values[key as usize]` is the value of `key` (unused keys are 0).
     pub values: [f32; 8],
 }
 
@@ -151,6 +164,7 @@ impl Hypers {
         Hypers { values }
     }
 
+    /// The value of `key`.
     pub fn get(&self, key: HyperKey) -> f32 {
         self.values[key as usize]
     }
@@ -192,10 +206,13 @@ impl OptState {
 /// How the learning rate changes during training.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LrSchedule {
+    /// The base learning rate every epoch (the default).
     Constant,
     /// `lr · factor^⌊(epoch − 1) / every⌋` (PyTorch's `StepLR`, stepped per epoch).
     Step {
+        /// Epochs between two decays.
         every: usize,
+        /// What each decay multiplies the learning rate by.
         factor: f32,
     },
     /// `lr · (1 + cos(π·p)) / 2`, `p` the fraction of all steps done (annealed every step

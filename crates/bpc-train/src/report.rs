@@ -16,6 +16,7 @@ pub struct EpochReport {
     pub train_accuracy: Option<f64>,
     /// `None` without validation data.
     pub val_loss: Option<f64>,
+    /// Fraction of validation examples whose argmax is their class (class labels only).
     pub val_accuracy: Option<f64>,
     /// Training examples per second of step time (gather, step, metrics; not validation).
     pub examples_per_s: f64,
@@ -127,9 +128,17 @@ pub enum Stop {
     Finished,
     /// The validation loss did not improve for `patience` epochs; the params of
     /// `best_epoch` were restored.
-    EarlyStopped { best_epoch: usize, best_val_loss: f64 },
+    EarlyStopped {
+        /// The epoch (1-based) of the lowest validation loss.
+        best_epoch: usize,
+        /// That validation loss.
+        best_val_loss: f64,
+    },
     /// The interrupt flag was raised; `at` is the position after the last step taken.
-    Interrupted { at: crate::driver::Position },
+    Interrupted {
+        /// Epochs and examples done when training stopped.
+        at: crate::driver::Position,
+    },
 }
 
 impl Stop {
@@ -152,6 +161,7 @@ pub struct TrainReport {
     pub seconds: f64,
     /// What was JIT-compiled: (function, minibatch size or examples, compile time).
     pub compile: Vec<(String, usize, Duration)>,
+    /// Why training ended.
     pub stop: Stop,
 }
 

@@ -3,7 +3,7 @@
 //!
 //! A [`Runner`] owns one optimized function and its native code for the full minibatch size
 //! and the last, smaller one of an epoch (SPEC §3: each size gets its own compiled step).
-//! Its argument list is bound once ([`Slot`]); each call carves the param slab into the
+//! Its argument list is bound once (one `Slot` per argument); each call carves the param slab into the
 //! slices the function reads or updates and hands preallocated buffers to
 //! [`Compiled::run`], so a step allocates nothing.
 

@@ -10,6 +10,7 @@ use crate::data::Dataset;
 /// Per-feature statistics, one entry per feature column.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Standardizer {
+    /// Mean of every feature over the data it was fitted on.
     pub mean: Vec<f32>,
     /// Population standard deviation; 0 for a constant column.
     pub std: Vec<f32>,
