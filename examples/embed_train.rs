@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use bpc::{Feed, Label, Labels, Options, Standardizer};
+use bpc::{Feed, Label, Options, Standardizer};
 
 /// Minibatch size.
 const B: usize = 8;
@@ -36,8 +36,7 @@ pub fn train_iris(root: &Path, epochs: usize) -> Result<Run, Box<dyn std::error:
     let scale = Standardizer::fit(&train);
     scale.apply(&mut train);
     scale.apply(&mut test);
-    let (Labels::Class { values: train_y, .. }, Labels::Class { values: test_y, .. }) = (&train.labels, &test.labels)
-    else {
+    let (Some(train_y), Some(test_y)) = (train.class_labels(), test.class_labels()) else {
         return Err("iris has class labels".into());
     };
     let width = program.inputs()[0].example_len(); // 4 features per example
@@ -47,6 +46,8 @@ pub fn train_iris(root: &Path, epochs: usize) -> Result<Run, Box<dyn std::error:
     let step = program.train_step(B)?;
     let mut ws = step.workspace();
     let (mut x, mut y) = (vec![0.0f32; B * width], vec![0i32; B]);
+    // The step takes exactly B examples: a last, partial minibatch would need a step compiled
+    // for its size, so it is dropped (none here: 120 = 15 × 8).
     let n = train.len() - train.len() % B;
     let mut losses = Vec::with_capacity(epochs);
     for epoch in 0..epochs {

@@ -20,7 +20,10 @@
 //!
 //! // Native code for minibatches of 4 examples, called on the caller's buffers.
 //! let x = [0.5, -1.0, 1.0, 0.0, -0.5, 2.0, 0.0, 1.0]; // [4, 2] row-major
-//! let y = [0, 2, 1, 2];
+//! let y = [0, 2, 1, 2]; // class indices in 0..3, checked by every call
+//! // A Feed borrows arrays of buffers (one per input, one per label): bind the arrays to
+//! // names first. `Feed::with_labels(&[&x[..]], ..)` works only inside a call's arguments:
+//! // in a `let`, its temporary array is dropped at the `;` while the feed still borrows it.
 //! let (inputs, labels) = ([&x[..]], [Label::Class(&y)]);
 //! let feed = Feed::with_labels(&inputs, &labels);
 //!
@@ -57,8 +60,10 @@
 //!   [`Program::value_and_grad`], [`Program::train_step`] (SGD) and [`Program::hvp`]. Each
 //!   is called with a [`Workspace`] (scratch memory, one per thread), the param slab, a
 //!   [`Feed`] of the minibatch's inputs and labels (`[B, shape...]` row-major each) and its
-//!   output buffers. Every length is checked before any code runs; after the first call
-//!   a call allocates nothing.
+//!   output buffers. Every length and class index is checked before any code runs; after
+//!   the first call a call allocates nothing. A function takes exactly `B` examples: the
+//!   last, partial minibatch of an epoch needs one compiled for its size, or is dropped
+//!   (see [`TrainStep`]).
 //! - [`Params`] holds the params by name over one contiguous slab, from the initializers
 //!   with a seed ([`Program::init_params`]) or a safetensors file
 //!   ([`Program::load_params`], [`Params::save`]).
@@ -90,11 +95,19 @@ use std::path::Path;
 
 pub use api::*;
 
+// Inlined: the stage crates are documented as modules of this crate, so its docs (and their
+// links) are complete without documenting the dependencies.
+#[doc(inline)]
 pub use bpc_autodiff as autodiff;
+#[doc(inline)]
 pub use bpc_codegen as codegen;
+#[doc(inline)]
 pub use bpc_front as front;
+#[doc(inline)]
 pub use bpc_ir as ir;
+#[doc(inline)]
 pub use bpc_opt as opt;
+#[doc(inline)]
 pub use bpc_train as train;
 
 pub use bpc_codegen::{Arg, Compiled};
@@ -202,7 +215,14 @@ impl Model {
     }
 
     /// Optimizes `func` at `level` and JIT-compiles it for minibatch size `batch`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Call`] if `batch` is 0; [`ErrorKind::Compile`] if code generation fails.
     pub fn compile(&self, func: &Function, batch: usize, level: OptLevel) -> Result<Compiled, Error> {
+        if batch == 0 {
+            let m = format!("{}: the minibatch size must be at least 1, got 0", self.source.path);
+            return Err(Error::new(ErrorKind::Call, m));
+        }
         let opt = bpc_opt::optimize(func, level);
         bpc_codegen::compile(&opt, batch).map_err(|e| {
             Error::new(ErrorKind::Compile, format!("{}: code generation failed: {}", self.source.path, e.0))

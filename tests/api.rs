@@ -115,7 +115,11 @@ fn program_errors_carry_diagnostics_rendered_on_demand() {
         (e.kind(), e.to_string().as_str()),
         (ErrorKind::Io, "/nonexistent/m.bp: cannot read: No such file or directory (os error 2)")
     );
-    assert_eq!(iris().train_step(0).unwrap_err().kind(), ErrorKind::Compile);
+    let e = iris().train_step(0).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.to_string().as_str()),
+        (ErrorKind::Call, "iris: the minibatch size must be at least 1, got 0")
+    );
 }
 
 /// A call's outcome: the error's kind and text.
@@ -143,13 +147,22 @@ fn bad_buffers_are_errors_before_any_code_runs() {
         ),
         (
             call(&mut ws, params.as_slice(), &Feed::with_labels(&[&x[..28]], &labels), &mut g),
-            "argument x has 28 elements, expected 32",
+            "argument x has 28 elements, expected 32 (minibatch 8 × x[4])",
         ),
         (
             call(&mut ws, params.as_slice(), &Feed::with_labels(&[&x, &x], &labels), &mut g),
-            "expected 1 input buffers (x), got 2",
+            "expected 1 input buffer (x), got 2",
         ),
-        (call(&mut ws, params.as_slice(), &Feed::new(&[&x]), &mut g), "expected 1 label buffers (y), got 0"),
+        (call(&mut ws, params.as_slice(), &Feed::new(&[&x]), &mut g), "expected 1 label buffer (y), got 0"),
+        (
+            call(&mut ws, params.as_slice(), &Feed::with_labels(&[&x[..16]], &[Label::Class(&y[..4])]), &mut g),
+            "argument x has 16 elements, expected 32 (minibatch 8 × x[4]); 16 elements are 4 examples: \
+             compile a function for minibatch size 4",
+        ),
+        (
+            call(&mut ws, params.as_slice(), &Feed::with_labels(&[&x], &[Label::Class(&y[..7])]), &mut g),
+            "argument y has 7 elements, expected 8 (minibatch 8 × 1 per example); 7 elements are 7 examples",
+        ),
         (
             call(&mut ws, params.as_slice(), &Feed::with_labels(&[&x], &[Label::Real(&yf)]), &mut g),
             "label y is a class label: pass Label::Class",
@@ -168,6 +181,63 @@ fn bad_buffers_are_errors_before_any_code_runs() {
         assert_eq!(kind, ErrorKind::Call);
         assert!(text.contains(want), "{text:?} should contain {want:?}");
     }
+}
+
+#[test]
+fn class_labels_outside_0_to_k_are_refused_and_leave_the_params_as_they_were() {
+    let p = iris();
+    let step = p.train_step(8).unwrap();
+    let mut ws = step.workspace();
+    let (x, y) = iris_batch();
+    let mut params = p.init_params(0).unwrap();
+    let before = params.clone();
+    for (i, bad) in [(3, 3), (7, 7), (0, -1), (5, i32::MIN)] {
+        let mut yb = y.clone();
+        yb[i] = bad;
+        let labels = [Label::Class(&yb)];
+        let e = step.call(&mut ws, params.as_mut_slice(), &Feed::with_labels(&[&x], &labels), 0.1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Call);
+        let want = format!("iris: label y[{i}] is {bad}, not a class of `label y : class(3)` (0 to 2)");
+        assert!(e.to_string().starts_with(&want), "{e}");
+        assert_eq!(params, before, "a refused call updates nothing");
+    }
+    // The same check in value-and-grad, and a valid minibatch still trains.
+    let vg = p.value_and_grad(&p.param_names(), 8).unwrap();
+    let mut g = vec![0.0; vg.grad_len()];
+    let yb: Vec<i32> = y.iter().map(|v| v + 1).collect(); // 3 where y is 2
+    let e = vg.call(&mut vg.workspace(), params.as_slice(), &Feed::with_labels(&[&x], &[Label::Class(&yb)]), &mut g);
+    assert!(e.unwrap_err().to_string().contains("label y[2] is 3"));
+    let loss = step.call(&mut ws, params.as_mut_slice(), &Feed::with_labels(&[&x], &[Label::Class(&y)]), 0.1).unwrap();
+    assert!(loss.is_finite() && params != before && params.as_slice().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn the_trainer_refuses_params_of_another_program_and_a_minibatch_of_0() {
+    let p = iris();
+    let train = p.load_csv(root().join("examples/data/iris_train.csv")).unwrap();
+    let other = bpc::compile(
+        "input x[4]\nlabel y : class(3)\nparam W1[3, 4] = 0\nparam c[3] = 0\nloss cross_entropy(W1 @ x + c, y)\n",
+        &Options::default(),
+    )
+    .unwrap();
+    let mut params = other.init_params(0).unwrap();
+    let mut trainer = Trainer::new(&p, TrainConfig { epochs: 1, ..TrainConfig::default() }).unwrap();
+    let e = trainer.fit(&mut params, &train, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Call);
+    assert_eq!(
+        e.to_string(),
+        "iris: the params do not match this program: W1 is [16, 4] in the program, [3, 4] in the params; \
+         b1[16] is missing from the params; W2[3, 16] is missing from the params; b2[3] is missing from the params; \
+         the params have c, which the program does not declare"
+    );
+    assert_eq!(trainer.evaluate(&params, &train).unwrap_err().kind(), ErrorKind::Call);
+    trainer.config_mut().batch = 0;
+    let mut params = p.init_params(0).unwrap();
+    let e = trainer.fit(&mut params, &train, None).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.to_string().as_str()),
+        (ErrorKind::Call, "iris: the minibatch size (TrainConfig::batch) must be at least 1, got 0")
+    );
 }
 
 #[test]

@@ -17,10 +17,12 @@ pub enum ErrorKind {
     /// A file could not be read or written; the message names the path and the system's
     /// reason.
     Io,
-    /// Code generation failed (for instance a minibatch size of 0).
+    /// Code generation failed (a bug in bpc or an unsupported construct; a minibatch size of 0
+    /// is a [`ErrorKind::Call`] error).
     Compile,
     /// A call was refused before any code ran: a buffer of the wrong length or kind, a
-    /// missing input or label, a workspace made by another compiled function.
+    /// missing input or label, a class label outside `0..K`, a workspace made by another
+    /// compiled function, a minibatch size of 0, params of another program.
     Call,
     /// A data file is malformed or does not fit the program (`file:line:column` in the
     /// message).
@@ -39,7 +41,7 @@ pub enum ErrorKind {
 /// rendered with `codespan-reporting` (`error: ...`, `--> file:line:column`, the source line
 /// and a caret, the notes; ASCII, no colour), else a one-line message. [`Error::message`] is
 /// always the one line; [`Error::diagnostics`] gives the structured diagnostics to render
-/// differently.
+/// differently, against [`Error::model_source`].
 #[derive(Clone, Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -84,13 +86,15 @@ impl Error {
     }
 
     /// The program's diagnostics (empty unless [`ErrorKind::Program`]), with their spans
-    /// as byte ranges of [`Error::source`]'s text.
+    /// as byte ranges of [`Error::model_source`]'s text.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         &self.diagnostics
     }
 
-    /// The source the diagnostics point into.
-    pub fn source(&self) -> Option<&Source> {
+    /// The model source (path and text) the diagnostics point into; `None` unless
+    /// [`ErrorKind::Program`] (or a diagnostic found while training). Not
+    /// [`std::error::Error::source`], which is `None`: an `Error` wraps no other error.
+    pub fn model_source(&self) -> Option<&Source> {
         self.source.as_deref()
     }
 

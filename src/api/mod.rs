@@ -13,7 +13,12 @@ pub use params::Params;
 pub use program::{LabelKind, LabelSpec, Options, Program, Stage, TensorSpec, compile, compile_file};
 pub use trainer::Trainer;
 
-pub use bpc_autodiff::Optimizer;
+// The types of the training driver and of the stages that appear in this API's signatures
+// and fields, re-exported so their docs are part of this crate's.
+pub use bpc_autodiff::{Optimizer, UpdateRule};
+pub use bpc_codegen::{CallError, Stats};
+pub use bpc_train::optimizer::HyperKey;
 pub use bpc_train::{
-    Dataset, EpochReport, Labels, LrSchedule, Metrics, OptimizerConfig, Standardizer, TrainConfig, TrainReport,
+    CheckpointError, DataError, Dataset, EpochReport, Hypers, LabelEncoding, Labels, LrSchedule, Metrics,
+    OptimizerConfig, Position, Standardizer, Stop, TrainConfig, TrainReport,
 };

@@ -58,8 +58,9 @@ impl<'a> Feed<'a> {
 /// The labels of one minibatch.
 #[derive(Clone, Copy, Debug)]
 pub enum Label<'a> {
-    /// `label y : class(K)`: `B` class indices in `0..K` (an index outside gives a NaN
-    /// loss, never an out-of-bounds read).
+    /// `label y : class(K)`: `B` class indices in `0..K`. A call checks every index first
+    /// and refuses one outside `0..K` with an [`ErrorKind::Call`] error naming the label,
+    /// the example and the value (nothing is computed or updated).
     Class(&'a [i32]),
     /// A real label: `B × example_len` floats.
     Real(&'a [f32]),
@@ -142,6 +143,7 @@ impl Native {
     /// Compiles `func` (already optimized) for minibatch size `batch` and binds it to
     /// `program`'s inputs, labels and param slab; `outs` chooses the caller's results.
     pub(crate) fn compile(program: &Program, func: Function, batch: usize, outs: Outs<'_>) -> Result<Native, Error> {
+        check_batch(program.name(), batch)?;
         let opts = bpc_codegen::Options { threads: program.options().threads, ..bpc_codegen::Options::default() };
         let compiled = bpc_codegen::compile_with(&func, batch, &opts).map_err(|e| {
             Error::new(ErrorKind::Compile, format!("{}: code generation failed: {}", program.model().source.path, e.0))
@@ -286,7 +288,10 @@ impl Native {
         self.loss.map_or(f32::NAN, |k| ws.scratch[k][0])
     }
 
-    /// Checks everything a call is given that the compiled function does not check itself.
+    /// Checks everything a call is given before any code runs: the workspace, every buffer's
+    /// length (with the minibatch arithmetic in the message), the label kinds, and that
+    /// every class index is in `0..K` (O(B); an index outside would make the loss NaN and a
+    /// train step would then write NaN into every param).
     fn check(&self, ws: &Workspace, params: usize, feed: &Feed<'_>, dir: usize, out: usize) -> Result<(), Error> {
         let name = &self.func.name;
         let fail = |m: String| Err(Error::new(ErrorKind::Call, format!("{name}: {m}")));
@@ -297,33 +302,47 @@ impl Native {
             return fail(format!("the param slab has {params} floats, the program's params have {}", self.param_len));
         }
         if feed.inputs.len() != self.input_names.len() {
-            let names = self.input_names.join(", ");
-            return fail(format!(
-                "expected {} input buffers ({names}), got {}",
-                self.input_names.len(),
-                feed.inputs.len()
-            ));
+            let (want, names) = (buffers(self.input_names.len(), "input"), self.input_names.join(", "));
+            return fail(format!("expected {want} ({names}), got {}", feed.inputs.len()));
         }
         let unread = feed.labels.is_empty() && !self.labels_read;
         if feed.labels.len() != self.label_names.len() && !unread {
-            let names = self.label_names.join(", ");
-            return fail(format!(
-                "expected {} label buffers ({names}), got {}",
-                self.label_names.len(),
-                feed.labels.len()
-            ));
+            let (want, names) = (buffers(self.label_names.len(), "label"), self.label_names.join(", "));
+            return fail(format!("expected {want} ({names}), got {}", feed.labels.len()));
         }
-        for s in &self.slots {
-            if let Slot::Label { index, class, .. } = *s {
-                match feed.labels.get(index) {
+        for (s, a) in self.slots.iter().zip(&self.func.args) {
+            let got = match *s {
+                Slot::Input(i) => feed.inputs[i].len(),
+                Slot::Label { index, class, .. } => match feed.labels.get(index) {
+                    None => continue,
                     Some(Label::Class(_)) if !class => {
                         return fail(format!("label {} is real: pass Label::Real", self.label_names[index]));
                     }
                     Some(Label::Real(_)) if class => {
                         return fail(format!("label {} is a class label: pass Label::Class", self.label_names[index]));
                     }
-                    Some(_) | None => {}
-                }
+                    Some(Label::Real(y)) => y.len(),
+                    Some(Label::Class(y)) => {
+                        if y.len() == a.ty.shape.len(self.batch())
+                            && let ArgKind::Label { classes: Some(k) } = a.kind
+                            && let Some((i, v)) =
+                                y.iter().enumerate().find(|(_, v)| !(0..k as i64).contains(&i64::from(**v)))
+                        {
+                            return fail(format!(
+                                "label {}[{i}] is {v}, not a class of `label {} : class({k})` (0 to {}); \
+                                 nothing was computed or updated",
+                                a.name,
+                                a.name,
+                                k - 1
+                            ));
+                        }
+                        y.len()
+                    }
+                },
+                Slot::Param { .. } | Slot::Direction(_) | Slot::Lr => continue,
+            };
+            if got != a.ty.shape.len(self.batch()) {
+                return fail(length_message(&a.name, &a.ty.shape, self.batch(), got));
             }
         }
         if self.has_direction && dir != self.param_len {
@@ -404,6 +423,41 @@ impl Native {
     }
 }
 
+/// Refuses a minibatch size of 0 ([`ErrorKind::Call`]): native code is made for `B >= 1`.
+pub(crate) fn check_batch(program: &str, batch: usize) -> Result<(), Error> {
+    if batch == 0 {
+        let m = format!("{program}: the minibatch size must be at least 1, got 0");
+        return Err(Error::new(ErrorKind::Call, m));
+    }
+    Ok(())
+}
+
+/// `1 input buffer`, `2 input buffers`.
+fn buffers(n: usize, what: &str) -> String {
+    format!("{n} {what} buffer{}", if n == 1 { "" } else { "s" })
+}
+
+/// Why a buffer of `got` elements does not fit the argument `name` of shape `shape` at
+/// minibatch size `batch`, with the arithmetic, and for a whole number of examples of
+/// another count, what to do about it.
+fn length_message(name: &str, shape: &bpc_ir::Shape, batch: usize, got: usize) -> String {
+    let want = shape.len(batch);
+    if !shape.batch {
+        return format!(
+            "argument {name} has {got} elements, expected {want} ({name}{:?}, not per example)",
+            shape.dims
+        );
+    }
+    let per = shape.example_len();
+    let example = if shape.dims.is_empty() { "1 per example".to_string() } else { format!("{name}{:?}", shape.dims) };
+    let mut m = format!("argument {name} has {got} elements, expected {want} (minibatch {batch} × {example})");
+    if per > 0 && got > 0 && got.is_multiple_of(per) {
+        let n = got / per;
+        m += &format!("; {got} elements are {n} examples: compile a function for minibatch size {n}");
+    }
+    m
+}
+
 /// `read[i]`: some result depends on argument `i`.
 fn args_read(func: &Function) -> Vec<bool> {
     let live = func.live_values();
@@ -470,6 +524,11 @@ macro_rules! native_common {
 
 /// The forward pass to the model's `output` (else its logits, else its loss), compiled for
 /// one minibatch size. Made by [`Program::forward`].
+///
+/// The code is specialized for the minibatch size `B` it was made with ([`Forward::batch`]):
+/// every call takes exactly `B` examples. For a data set whose size is not a multiple of
+/// `B`, make a second `Forward` for the last, partial minibatch (or one for the whole set);
+/// see [`TrainStep`] for the loop.
 pub struct Forward {
     native: Native,
 }
@@ -497,7 +556,9 @@ impl Forward {
     /// # Errors
     /// [`ErrorKind::Call`], before any code runs, for a `ws` of another function, a
     /// `params` slab of the wrong length, a wrong number of inputs (or labels, when the
-    /// output reads them), a buffer of the wrong length, an `out` of the wrong length.
+    /// output reads them), a buffer of the wrong length (the message shows the minibatch
+    /// arithmetic, e.g. `argument x has 32 elements, expected 64 (minibatch 16 × x[4])`),
+    /// a class index outside `0..K`, an `out` of the wrong length.
     pub fn call(&self, ws: &mut Workspace, params: &[f32], feed: &Feed<'_>, out: &mut [f32]) -> Result<(), Error> {
         self.native.call(ws, Slab::Shared(params), feed, 0.0, &[], out)
     }
@@ -505,6 +566,11 @@ impl Forward {
 
 /// The loss and its gradient with respect to chosen names, compiled for one minibatch size.
 /// Made by [`Program::value_and_grad`].
+///
+/// The code is specialized for the minibatch size `B` it was made with
+/// ([`ValueAndGrad::batch`]): every call takes exactly `B` examples, and a buffer of another
+/// length is refused ([`ErrorKind::Call`]). The last, partial minibatch of an epoch needs a
+/// function of its own (or is dropped); see [`TrainStep`] for the loop.
 pub struct ValueAndGrad {
     native: Native,
 }
@@ -544,6 +610,35 @@ impl ValueAndGrad {
 /// One SGD step on one minibatch, compiled for one minibatch size: forward, adjoint and
 /// the update `p ← p − lr·∇p` fused into one native function. Made by
 /// [`Program::train_step`].
+///
+/// The code is specialized for the minibatch size `B` it was made with
+/// ([`TrainStep::batch`]): every call takes exactly `B` examples, and a buffer of another
+/// length is refused ([`ErrorKind::Call`]). When the number of examples is not a multiple
+/// of `B`, the last, partial minibatch needs a step compiled for its own size, or is
+/// dropped:
+///
+/// ```
+/// # use bpc::{Feed, Label, Options};
+/// # let program = bpc::compile(
+/// #     "input x[2]\nlabel y : class(3)\nparam W[3, 2] = 0\nloss cross_entropy(W @ x, y)\n",
+/// #     &Options::default(),
+/// # )?;
+/// # let mut params = program.init_params(0)?;
+/// let (x, y) = (vec![0.5f32; 10 * 2], vec![1i32; 10]); // 10 examples of x[2]
+/// let step = program.train_step(4)?; // examples 0..4 and 4..8
+/// let last = program.train_step(10 % 4)?; // examples 8..10 (or skip them)
+/// let (mut ws, mut last_ws) = (step.workspace(), last.workspace());
+/// for (xb, yb) in x.chunks(4 * 2).zip(y.chunks(4)) {
+///     let (inputs, labels) = ([xb], [Label::Class(yb)]);
+///     let feed = Feed::with_labels(&inputs, &labels);
+///     match yb.len() {
+///         4 => step.call(&mut ws, params.as_mut_slice(), &feed, 0.1)?,
+///         _ => last.call(&mut last_ws, params.as_mut_slice(), &feed, 0.1)?,
+///     };
+/// }
+/// # assert!(params.as_slice().iter().all(|p| p.is_finite() && *p != 0.0));
+/// # Ok::<(), bpc::Error>(())
+/// ```
 pub struct TrainStep {
     native: Native,
 }
@@ -559,7 +654,8 @@ impl TrainStep {
     /// `feed`'s `B` examples; returns the loss before the update.
     ///
     /// # Errors
-    /// [`ErrorKind::Call`], before any code runs, as for [`ValueAndGrad::call`].
+    /// [`ErrorKind::Call`], before any code runs (`params` are then untouched), as for
+    /// [`ValueAndGrad::call`].
     pub fn call(&self, ws: &mut Workspace, params: &mut [f32], feed: &Feed<'_>, lr: f32) -> Result<f32, Error> {
         self.native.call(ws, Slab::Mut(params), feed, lr, &[], &mut [])?;
         Ok(self.native.loss(ws))

@@ -36,6 +36,26 @@ impl Params {
         Ok(Params { slab, hash })
     }
 
+    /// What differs between these params and `program`'s layout (its zero slab), in
+    /// `program`'s terms: `None` if every name and shape agrees, in order.
+    pub(crate) fn mismatch(&self, program: &Params) -> Option<String> {
+        let mut diffs = Vec::new();
+        for (name, shape, _) in program.iter() {
+            match self.shape(name) {
+                None => diffs.push(format!("{name}{shape:?} is missing from the params")),
+                Some(s) if s != shape => diffs.push(format!("{name} is {shape:?} in the program, {s:?} in the params")),
+                Some(_) => {}
+            }
+        }
+        for name in self.names().filter(|n| program.shape(n).is_none()) {
+            diffs.push(format!("the params have {name}, which the program does not declare"));
+        }
+        if diffs.is_empty() && !self.names().eq(program.names()) {
+            diffs.push("the params are in another order than the program declares them".into());
+        }
+        (!diffs.is_empty()).then(|| diffs.join("; "))
+    }
+
     /// The number of params (tensors).
     pub fn count(&self) -> usize {
         self.slab.info.len()
@@ -111,12 +131,16 @@ impl Params {
         Ok(bpc_train::checkpoint::save(path.as_ref(), &self.slab, &meta)?)
     }
 
-    /// The training driver's slab (for [`crate::train`]'s functions).
+    /// The same slab as the training driver's type, `bpc::train::Params` (another type of
+    /// the same name, from the lower-level [`crate::train`] crate): the floats plus each
+    /// param's name, shape and offset, as the functions there take them. This type wraps it
+    /// and adds the model's source hash for checkpoints; most programs need only
+    /// [`Params::as_slice`].
     pub fn as_train(&self) -> &bpc_train::Params {
         &self.slab
     }
 
-    /// The training driver's slab, mutable.
+    /// [`Params::as_train`], mutable.
     pub fn as_train_mut(&mut self) -> &mut bpc_train::Params {
         &mut self.slab
     }

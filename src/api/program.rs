@@ -257,7 +257,7 @@ impl Program {
     /// logits passed to `cross_entropy`, else the `loss`) for `batch` examples.
     ///
     /// # Errors
-    /// [`ErrorKind::Compile`] if `batch` is 0.
+    /// [`ErrorKind::Call`] if `batch` is 0.
     pub fn forward(&self, batch: usize) -> Result<Forward, Error> {
         let f = &self.model.func;
         let name = ["output", "logits", "loss"].into_iter().find(|n| f.result(n).is_some()).unwrap_or("loss");
@@ -273,7 +273,7 @@ impl Program {
     ///
     /// # Errors
     /// [`ErrorKind::Program`] for an unknown name or a class label (pointing at its
-    /// declaration) or a loss that is not a scalar; [`ErrorKind::Compile`] if `batch` is 0.
+    /// declaration) or a loss that is not a scalar; [`ErrorKind::Call`] if `batch` is 0.
     pub fn value_and_grad(&self, wrt: &[&str], batch: usize) -> Result<ValueAndGrad, Error> {
         let vg = self.model.value_and_grad(wrt)?;
         let func = bpc_opt::optimize(&vg, self.options.opt_level);
@@ -291,7 +291,7 @@ impl Program {
     ///
     /// # Errors
     /// [`ErrorKind::Program`] if the loss is not a scalar or a declaration is named `lr`;
-    /// [`ErrorKind::Compile`] if `batch` is 0.
+    /// [`ErrorKind::Call`] if `batch` is 0.
     pub fn train_step(&self, batch: usize) -> Result<TrainStep, Error> {
         let step = self.model.train_step()?;
         let func = bpc_opt::optimize(&step, self.options.opt_level);
@@ -304,7 +304,7 @@ impl Program {
     ///
     /// # Errors
     /// [`ErrorKind::Program`] if the model has no params or its loss is not a scalar;
-    /// [`ErrorKind::Compile`] if `batch` is 0.
+    /// [`ErrorKind::Call`] if `batch` is 0.
     pub fn hvp(&self, batch: usize) -> Result<Hvp, Error> {
         let h = self.model.hvp()?;
         let func = bpc_opt::optimize(&h, self.options.opt_level);

@@ -40,6 +40,8 @@ use super::{Error, ErrorKind, Params, Program};
 /// ```
 pub struct Trainer {
     func: Function,
+    /// The program's param layout (zeros), to check the params a call is given.
+    layout: Params,
     source: Source,
     schema: Schema,
     config: TrainConfig,
@@ -55,7 +57,9 @@ impl Trainer {
     pub fn new(program: &Program, config: TrainConfig) -> Result<Trainer, Error> {
         let func = program.function().clone();
         let state = OptState::new(&func, config.optimizer.optimizer);
-        Ok(Trainer { schema: program.schema()?, source: program.model().source.clone(), func, config, state })
+        let (schema, source, layout) =
+            (program.schema()?, program.model().source.clone(), program.param_layout().clone());
+        Ok(Trainer { schema, source, func, layout, config, state })
     }
 
     /// The settings.
@@ -91,6 +95,18 @@ impl Trainer {
         val: Option<&Dataset>,
         mut on_epoch: impl FnMut(&EpochReport),
     ) -> Result<TrainReport, Error> {
+        self.check_params(params)?;
+        let name = &self.func.name;
+        if self.config.batch == 0 {
+            let m = format!("{name}: the minibatch size (TrainConfig::batch) must be at least 1, got 0");
+            return Err(Error::new(ErrorKind::Call, m));
+        }
+        if train.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Call,
+                format!("{name}: the training set {} has no examples", train.path),
+            ));
+        }
         if self.state.optimizer != self.config.optimizer.optimizer {
             self.state = OptState::new(&self.func, self.config.optimizer.optimizer);
         }
@@ -109,12 +125,24 @@ impl Trainer {
     /// # Errors
     /// [`ErrorKind::Call`] if `data` or `params` do not fit the program.
     pub fn evaluate(&self, params: &Params, data: &Dataset) -> Result<Metrics, Error> {
+        self.check_params(params)?;
         let (p, level) = (params.as_train(), self.config.opt_level);
         let mut eval = bpc_train::Evaluator::for_metrics(&self.func, &self.schema, p, level)
             .map_err(|e| self.error(e))?
             .with_threads(self.config.threads);
         eval.prepare(data.len()).map_err(|e| self.error(e))?;
         eval.metrics(data, p).map_err(|e| self.error(e))
+    }
+
+    /// Refuses params made for another program, naming every param that differs.
+    fn check_params(&self, params: &Params) -> Result<(), Error> {
+        match params.mismatch(&self.layout) {
+            None => Ok(()),
+            Some(m) => {
+                let m = format!("{}: the params do not match this program: {m}", self.func.name);
+                Err(Error::new(ErrorKind::Call, m))
+            }
+        }
     }
 
     fn error(&self, e: RunError) -> Error {

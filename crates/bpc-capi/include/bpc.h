@@ -258,13 +258,14 @@ void bpc_workspace_free(struct BpcWorkspace *ws);
  - `inputs[i]`: input `i`'s minibatch, `input_lens[i]` floats (`batch ×` its per-example
    elements, row-major), for the `n_inputs` inputs in declaration order.
  - `labels[i]`: label `i`'s minibatch, `label_lens[i]` elements: `int32_t` class indices
-   for a class label, else `float`s ([`bpc_program_label_classes`]); `n_labels` is the
-   number of labels (or 0 when the loss does not read them).
+   in `0..K` for a class label of K classes, else `float`s ([`bpc_program_label_classes`]);
+   `n_labels` is the number of labels (or 0 when the loss does not read them).
  - `loss`: receives the loss (the mean over the minibatch); `grads`: receives the
    gradients, `grads_len` floats ([`bpc_value_and_grad_grad_len`]).
 
- Returns [`BPC_OK`], or [`BPC_ERROR`] (nothing computed) for a NULL handle, a count or a
- length that does not match, or a workspace of another function.
+ Returns [`BPC_OK`], or [`BPC_ERROR`] (nothing computed, `grads` untouched) for a NULL
+ handle, a count or a length that does not match, a class index outside `0..K` (the error
+ names the label, the example and the value), or a workspace of another function.
 
  # Safety
  Handles are NULL or live; every non-NULL pointer points to as many elements as its

@@ -46,5 +46,10 @@ fn the_c_example_prints_the_lectures_gradients() {
         ["f = 0.731059", "w0 -0.196612", "x0 0.393224", "w1 -0.393224", "x1 -0.589836", "w2 0.196612"],
         "{stdout}"
     );
-    assert_eq!(lines[6], "error: sigmoid_neuron: argument w0 has 2 elements, expected 1", "{stdout}");
+    assert_eq!(
+        lines[6],
+        "error: sigmoid_neuron: argument w0 has 2 elements, expected 1 (minibatch 1 × 1 per example); \
+         2 elements are 2 examples: compile a function for minibatch size 2",
+        "{stdout}"
+    );
 }

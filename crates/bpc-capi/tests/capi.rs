@@ -189,8 +189,35 @@ fn nulls_and_mismatches_are_errors() {
         let (status, e) = call(params.as_ptr(), 3, 1, ws);
         assert!(status == BPC_ERROR && e.contains("argument x has 3 elements, expected 2"), "{e}");
         let (status, e) = call(params.as_ptr(), 2, 0, ws);
-        assert!(status == BPC_ERROR && e.contains("expected 1 label buffers (y), got 0"), "{e}");
+        assert!(status == BPC_ERROR && e.contains("expected 1 label buffer (y), got 0"), "{e}");
         assert_eq!(call(params.as_ptr(), 2, 1, ptr::null_mut()), (BPC_ERROR, "workspace is NULL".into()));
+        // A class index outside 0..3 is refused before any code runs (its loss would be NaN).
+        for bad in [3i32, -1] {
+            let yb = [bad];
+            let (inputs, lens) = ([x.as_ptr()], [2usize]);
+            let (labels, label_lens) = ([yb.as_ptr().cast::<c_void>()], [1usize]);
+            grads = [7.0; 9];
+            let (inp, lab) = (inputs.as_ptr(), labels.as_ptr());
+            let status = bpc_value_and_grad_call(
+                vg,
+                ws,
+                params.as_ptr(),
+                9,
+                inp,
+                lens.as_ptr(),
+                1,
+                lab,
+                label_lens.as_ptr(),
+                1,
+                &mut loss,
+                grads.as_mut_ptr(),
+                9,
+            );
+            let e = last_error();
+            let want = format!("label y[0] is {bad}, not a class of `label y : class(3)` (0 to 2)");
+            assert!(status == BPC_ERROR && e.contains(&want), "{e}");
+            assert_eq!(grads, [7.0; 9], "nothing written");
+        }
         bpc_workspace_free(ws);
         bpc_value_and_grad_free(vg);
         bpc_program_free(p);
