@@ -60,7 +60,11 @@ fn scalar() {
 
 fn mnist() {
     let text = include_str!("../../../examples/mnist.bp");
-    for batch in [128, 1, 32, 1024] {
+    // `MEASURE_BATCHES=1,32` picks the batch sizes.
+    let batches: Vec<usize> = std::env::var("MEASURE_BATCHES")
+        .map(|s| s.split(',').map(|b| b.trim().parse().expect("MEASURE_BATCHES: sizes like 1,32")).collect())
+        .unwrap_or_else(|_| vec![128, 1, 32, 1024]);
+    for batch in batches {
         let t0 = Instant::now();
         let f = model("mnist.bp", text);
         let step = optimize(&train_step(&f, Optimizer::Sgd).unwrap(), OptLevel::O2);
