@@ -284,6 +284,8 @@ fn main() -> Result<(), bpc::Error> {
             gemm_compare(threads);
             Ok(())
         }
-        Some(other) => Err(bpc::Error(format!("peer: unknown measurement {other:?} (scalar, compile, fused, gemm)"))),
+        Some(other) => {
+            Err(bpc::Error::msg(format!("peer: unknown measurement {other:?} (scalar, compile, fused, gemm)")))
+        }
     }
 }

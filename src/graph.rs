@@ -37,7 +37,7 @@ pub fn annotate(model: &Model, args: &[Vec<f64>]) -> Result<Annotations, Error> 
     let vg = bpc_autodiff::value_and_grad(&named, &refs).map_err(|d| model.render(&d))?;
     let tensors: Vec<Tensor> =
         vg.args.iter().zip(args).map(|(a, d)| Tensor::new(a.ty.shape.sizes(1), d.clone())).collect();
-    let vals = bpc_ir::interpret(&vg, 1, &tensors).map_err(|e| Error(format!("interpreter: {e}")))?;
+    let vals = bpc_ir::interpret(&vg, 1, &tensors).map_err(|e| Error::msg(format!("interpreter: {e}")))?;
     let mut out = Annotations { values: vec![None; f.len()], grads: vec![None; f.len()] };
     for v in f.values() {
         out.values[v.index()] = Some(vals[v.index()].data.clone());

@@ -133,14 +133,6 @@ impl From<bpc_train::CheckpointError> for Error {
     }
 }
 
-/// The command line's shorthand for [`Error::msg`] (`Error(format!(..))`), kept so its many
-/// call sites read as they did when `Error` was a tuple struct.
-#[doc(hidden)]
-#[allow(non_snake_case)]
-pub fn Error(message: String) -> Error {
-    Error::msg(message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +147,6 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("error: unknown name `y`"), "{text}");
         assert!(text.contains("m.bp:2:6"), "{text}");
-        assert_eq!(Error(format!("plain {}", 1)).to_string(), "plain 1");
+        assert_eq!(Error::msg(format!("plain {}", 1)).to_string(), "plain 1");
     }
 }

@@ -19,7 +19,8 @@ pub fn run(a: &BenchArgs) -> Result<(), Error> {
     let model = Model::load(&a.model)?;
     let schema: Schema = schema(&model)?;
     let batch_size = a.batch as usize;
-    let mut params = Params::init(&model.func, a.seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?;
+    let mut params =
+        Params::init(&model.func, a.seed).map_err(|e| Error::msg(format!("{}: {e}", model.source.path)))?;
     let t0 = Instant::now();
     let step = step_function(&model.func, &schema, a.opt.level()).map_err(|e| run_error(&model, e))?;
     let mut runner = Runner::new(step, &schema, &params, batch_size).map_err(|e| run_error(&model, e))?;

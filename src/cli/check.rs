@@ -27,10 +27,10 @@ struct Checked {
 
 pub fn run(a: &CheckArgs) -> Result<(), Error> {
     if !(a.tol.is_finite() && a.tol >= 0.0) {
-        return Err(Error(format!("--tol {}: expected a finite number >= 0, such as 1e-6", a.tol)));
+        return Err(Error::msg(format!("--tol {}: expected a finite number >= 0, such as 1e-6", a.tol)));
     }
     if a.samples == 0 {
-        return Err(Error("--samples 0: expected at least 1 element per tensor".into()));
+        return Err(Error::msg("--samples 0: expected at least 1 element per tensor"));
     }
     let model = Model::load(&a.model)?;
     let f = &model.func;
@@ -43,9 +43,9 @@ pub fn run(a: &CheckArgs) -> Result<(), Error> {
         .collect();
     let refs: Vec<&str> = wrt.iter().map(String::as_str).collect();
     let vg = model.value_and_grad(&refs)?;
-    let vals = bpc::ir::interpret(&vg, rows, &args).map_err(|e| Error(format!("interpreter: {e}")))?;
+    let vals = bpc::ir::interpret(&vg, rows, &args).map_err(|e| Error::msg(format!("interpreter: {e}")))?;
     let loss_at = |args: &[Tensor]| -> Result<f64, Error> {
-        let v = bpc::ir::interpret(f, rows, args).map_err(|e| Error(format!("interpreter: {e}")))?;
+        let v = bpc::ir::interpret(f, rows, args).map_err(|e| Error::msg(format!("interpreter: {e}")))?;
         Ok(v[f.result("loss").expect("a model has a loss").value.index()].data[0])
     };
     let mut report = Vec::new();
@@ -78,7 +78,7 @@ pub fn run(a: &CheckArgs) -> Result<(), Error> {
     print_report(a, &report, rows);
     match failed.first() {
         None => Ok(()),
-        Some(c) => Err(Error(format!(
+        Some(c) => Err(Error::msg(format!(
             "{}: gradient check failed for {} (element {}): adjoint {}, finite difference {}, relative error {:e} > {:e}",
             model.source.path, c.name, c.worst.0, c.worst.1, c.worst.2, c.max_error, a.tol
         ))),
@@ -125,13 +125,13 @@ fn print_report(a: &CheckArgs, report: &[Checked], rows: usize) {
 fn point(model: &Model, a: &CheckArgs, rows: usize) -> Result<(Vec<Tensor>, usize), Error> {
     let f = &model.func;
     let params = match &a.params {
-        Some(p) => bpc::train::checkpoint::load(p, f).map_err(|e| Error(e.to_string()))?.0,
-        None => Params::init(f, a.seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
+        Some(p) => bpc::train::checkpoint::load(p, f).map_err(|e| Error::msg(e.to_string()))?.0,
+        None => Params::init(f, a.seed).map_err(|e| Error::msg(format!("{}: {e}", model.source.path)))?,
     };
     let (features, labels, rows) = match &a.data {
         Some(path) => {
             let schema = schema(model)?;
-            let d = data::load(path, &schema, &LoadOptions::default()).map_err(|e| Error(e.to_string()))?;
+            let d = data::load(path, &schema, &LoadOptions::default()).map_err(|e| Error::msg(e.to_string()))?;
             let r = rows.min(d.len());
             let labels: Vec<f64> = match &d.labels {
                 Labels::Class { values, .. } => values[..r].iter().map(|&c| f64::from(c)).collect(),

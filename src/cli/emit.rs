@@ -25,7 +25,7 @@ pub fn run(path: &Path, stage: Stage, opts: &EmitOptions) -> Result<(), Error> {
     let text = match stage {
         Stage::Ast => match bpc::front::parse(&model.source) {
             Ok(ast) => ast.to_string(),
-            Err(d) => return Err(Error(bpc::front::render(&model.source, &d))),
+            Err(d) => return Err(Error::msg(bpc::front::render(&model.source, &d))),
         },
         Stage::Ir => model.func.to_string(),
         Stage::Grad | Stage::Opt => {
@@ -39,7 +39,7 @@ pub fn run(path: &Path, stage: Stage, opts: &EmitOptions) -> Result<(), Error> {
             let step = bpc::opt::optimize(&model.train_step()?, level);
             let copts = Options { keep_clif: stage == Stage::Clif, ..Options::default() };
             let native = bpc::codegen::compile_with(&step, batch, &copts)
-                .map_err(|e| Error(format!("{}: code generation failed: {}", model.source.path, e.0)))?;
+                .map_err(|e| Error::msg(format!("{}: code generation failed: {}", model.source.path, e.0)))?;
             if stage == Stage::Clif {
                 native.clif().iter().map(|(name, clif)| format!("; {name}\n{clif}\n")).collect()
             } else {

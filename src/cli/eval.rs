@@ -79,7 +79,7 @@ fn check_finite(model: &Model, vg: &Function, inputs: &[Vec<f64>]) -> Result<(),
     match bpc::train::finite::first_non_finite(vg, 1, &tensors, "--check-finite") {
         Ok(None) => Ok(()),
         Ok(Some(d)) => Err(model.render(&d)),
-        Err(e) => Err(Error(format!("interpreter: {e}"))),
+        Err(e) => Err(Error::msg(format!("interpreter: {e}"))),
     }
 }
 
@@ -108,10 +108,10 @@ fn hvp(model: &Model, args: &EvalArgs, inputs: &[Vec<f64>]) -> Result<Vec<Named>
     let h = model.hvp()?;
     let mut dirs: Vec<Option<Vec<f64>>> = vec![None; f.args.len()];
     for text in &args.hvp {
-        for s in set::parse_flag(text, "--hvp").map_err(Error)? {
+        for s in set::parse_flag(text, "--hvp").map_err(Error::msg)? {
             let id = f.arg_named(&s.name).filter(|&id| matches!(f.arg(id).kind, ArgKind::Param { .. })).ok_or_else(
                 || {
-                    Error(format!(
+                    Error::msg(format!(
                         "in --hvp '{}': `{}` is not a param; a direction is given for params ({})",
                         s.text,
                         s.name,
@@ -121,18 +121,21 @@ fn hvp(model: &Model, args: &EvalArgs, inputs: &[Vec<f64>]) -> Result<Vec<Named>
             )?;
             let dims = &f.arg(id).ty.shape.dims;
             if s.shape != *dims {
-                return Err(Error(format!(
+                return Err(Error::msg(format!(
                     "in --hvp '{}': {} is declared with shape {dims:?} but the direction has shape {:?}",
                     s.text, s.name, s.shape
                 )));
             }
             if dirs[id.index()].replace(s.data).is_some() {
-                return Err(Error(format!("--hvp gives `{}` twice", s.name)));
+                return Err(Error::msg(format!("--hvp gives `{}` twice", s.name)));
             }
         }
     }
     if dirs.iter().all(Option::is_none) {
-        return Err(Error(format!("--hvp gives no direction: write NAME=VALUE for one or more of {}", param_names(f))));
+        return Err(Error::msg(format!(
+            "--hvp gives no direction: write NAME=VALUE for one or more of {}",
+            param_names(f)
+        )));
     }
     let mut all = inputs.to_vec();
     for id in f.params() {
@@ -153,9 +156,12 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
     let f = &model.func;
     let mut settings: Vec<Setting> = Vec::new();
     for s in sets {
-        for new in set::parse(s).map_err(Error)? {
+        for new in set::parse(s).map_err(Error::msg)? {
             if let Some(old) = settings.iter().find(|o| o.name == new.name) {
-                return Err(Error(format!("--set gives `{}` twice ('{}' and '{}')", new.name, old.text, new.text)));
+                return Err(Error::msg(format!(
+                    "--set gives `{}` twice ('{}' and '{}')",
+                    new.name, old.text, new.text
+                )));
             }
             settings.push(new);
         }
@@ -165,11 +171,11 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
         let id = f.arg_named(&s.name).filter(|&id| !matches!(f.arg(id).kind, ArgKind::Hyper)).ok_or_else(|| {
             let what =
                 if f.named(&s.name).is_some() { "is a binding, computed by the model" } else { "is not declared" };
-            Error(format!("in --set '{}': `{}` {what}; only inputs, labels and params can be set", s.text, s.name))
+            Error::msg(format!("in --set '{}': `{}` {what}; only inputs, labels and params can be set", s.text, s.name))
         })?;
         let a = f.arg(id);
         if s.shape != a.ty.shape.dims {
-            return Err(Error(format!(
+            return Err(Error::msg(format!(
                 "in --set '{}': {} is declared with shape {:?} but the value has shape {:?}",
                 s.text, s.name, a.ty.shape.dims, s.shape
             )));
@@ -177,7 +183,7 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
         if let ArgKind::Label { classes: Some(k) } = a.kind
             && s.data.iter().any(|&c| c.fract() != 0.0 || c < 0.0 || c >= k as f64)
         {
-            return Err(Error(format!(
+            return Err(Error::msg(format!(
                 "in --set '{}': {} is class({k}): expected an integer from 0 to {}",
                 s.text,
                 s.name,
@@ -187,8 +193,8 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
         out[id.index()] = Some(s.data.clone());
     }
     let slab = match params {
-        Some(p) => bpc::train::checkpoint::load(p, f).map_err(|e| Error(e.for_model(&model.source.path)))?.0,
-        None => Params::init(f, seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
+        Some(p) => bpc::train::checkpoint::load(p, f).map_err(|e| Error::msg(e.for_model(&model.source.path)))?.0,
+        None => Params::init(f, seed).map_err(|e| Error::msg(format!("{}: {e}", model.source.path)))?,
     };
     for info in &slab.info {
         let slot = &mut out[info.arg.index()];
@@ -206,7 +212,7 @@ pub(super) fn bind(model: &Model, sets: &[String], params: Option<&Path>, seed: 
                     ArgKind::Label { .. } => "label",
                     ArgKind::Param { .. } | ArgKind::Hyper | ArgKind::State => "argument",
                 };
-                Error(format!("{what} {} is not set: give it with --set '{}=...'", a.name, a.name))
+                Error::msg(format!("{what} {} is not set: give it with --set '{}=...'", a.name, a.name))
             })
         })
         .collect()
@@ -227,7 +233,7 @@ fn shapes(func: &Function) -> Vec<(String, Vec<usize>, usize)> {
 fn interpret(vg: &Function, inputs: &[Vec<f64>]) -> Result<Vec<Named>, Error> {
     let tensors: Vec<Tensor> =
         vg.args.iter().zip(inputs).map(|(a, d)| Tensor::new(a.ty.shape.sizes(1), d.clone())).collect();
-    let vals = bpc::ir::interpret(vg, 1, &tensors).map_err(|e| Error(format!("interpreter: {e}")))?;
+    let vals = bpc::ir::interpret(vg, 1, &tensors).map_err(|e| Error::msg(format!("interpreter: {e}")))?;
     let named = shapes(vg).into_iter().map(|(name, shape, _)| {
         let v = vg.result(&name).expect("named result").value;
         Named { name, shape, data: vals[v.index()].data.clone(), single: false }
@@ -251,7 +257,7 @@ fn jit(model: &Model, vg: &Function, inputs: &[Vec<f64>], level: bpc::OptLevel) 
     let mut ws = native.workspace();
     native
         .run(&mut ws, &mut args, &mut outs)
-        .map_err(|e| Error(format!("{}: call failed: {}", model.source.path, e.0)))?;
+        .map_err(|e| Error::msg(format!("{}: call failed: {}", model.source.path, e.0)))?;
     let named = shapes.into_iter().zip(bufs).map(|((name, shape, _), b)| Named {
         name,
         shape,

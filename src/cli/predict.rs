@@ -19,7 +19,7 @@ pub fn run(a: &PredictArgs) -> Result<(), Error> {
         check_dir(o)?;
     }
     let (params, meta) =
-        checkpoint::load(&a.params, &model.func).map_err(|e| Error(e.for_model(&model.source.path)))?;
+        checkpoint::load(&a.params, &model.func).map_err(|e| Error::msg(e.for_model(&model.source.path)))?;
     if !meta.model_hash.is_empty() && meta.model_hash != model.hash() {
         eprintln!(
             "warning: {} was trained from a different source of {}; its params fit, but check it is the model you mean",
@@ -39,10 +39,10 @@ pub fn run(a: &PredictArgs) -> Result<(), Error> {
         encoding: encoding.as_ref(),
         policy: LabelPolicy::Optional,
     };
-    let mut data = data::load(&a.data, &schema, &opts).map_err(|e| Error(e.to_string()))?;
+    let mut data = data::load(&a.data, &schema, &opts).map_err(|e| Error::msg(e.to_string()))?;
     if let Some(s) = &meta.standardizer {
         if s.len() != data.n_features {
-            return Err(Error(format!(
+            return Err(Error::msg(format!(
                 "{}: its standardization statistics cover {} features, the data has {}",
                 a.params.display(),
                 s.len(),
@@ -66,7 +66,7 @@ pub fn run(a: &PredictArgs) -> Result<(), Error> {
         let csv = to_csv(&pred, &text)?;
         match &a.out {
             Some(p) => checkpoint::write_atomic(p, csv.as_bytes())
-                .map_err(|e| Error(format!("{}: cannot write: {e}", p.display())))?,
+                .map_err(|e| Error::msg(format!("{}: cannot write: {e}", p.display())))?,
             None => print_line(csv.trim_end_matches('\n')),
         }
     }
@@ -114,7 +114,7 @@ fn json_row(row: &[f32]) -> String {
 /// The predictions as CSV text with a header.
 fn to_csv(pred: &Predictions, class_text: &dyn Fn(usize) -> String) -> Result<String, Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| Error(format!("cannot format predictions: {e}"));
+    let io = |e: csv::Error| Error::msg(format!("cannot format predictions: {e}"));
     let mut header: Vec<String> = (0..pred.width).map(|i| format!("{}_{i}", pred.name)).collect();
     if pred.classes.is_some() {
         header.push("predicted".into());
@@ -128,6 +128,6 @@ fn to_csv(pred: &Predictions, class_text: &dyn Fn(usize) -> String) -> Result<St
         }
         w.write_record(&rec).map_err(io)?;
     }
-    let bytes = w.into_inner().map_err(|e| Error(format!("cannot format predictions: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error(format!("cannot format predictions: {e}")))
+    let bytes = w.into_inner().map_err(|e| Error::msg(format!("cannot format predictions: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::msg(format!("cannot format predictions: {e}")))
 }

@@ -30,7 +30,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         check_dir(p)?;
     }
     let saved = match &a.init {
-        Some(p) => Some(checkpoint::read_meta(p).map_err(|e| Error(e.to_string()))?),
+        Some(p) => Some(checkpoint::read_meta(p).map_err(|e| Error::msg(e.to_string()))?),
         None => None,
     };
     let Settings { opt, lr, schedule, seed } = settings(a, saved.as_ref())?;
@@ -51,14 +51,14 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         encoding: names.as_ref(),
         policy: LabelPolicy::Required,
     };
-    let mut train = data::load(&a.data, &schema, &opts).map_err(|e| Error(e.to_string()))?;
+    let mut train = data::load(&a.data, &schema, &opts).map_err(|e| Error::msg(e.to_string()))?;
     let encoding = encoding(&train);
     let mut val = match (&a.val, a.val_split) {
         (Some(p), _) => {
             let opts = LoadOptions { encoding: encoding.as_ref(), ..opts.clone() };
-            Some(data::load(p, &schema, &opts).map_err(|e| Error(e.to_string()))?)
+            Some(data::load(p, &schema, &opts).map_err(|e| Error::msg(e.to_string()))?)
         }
-        (None, Some(f)) => Some(train.split_validation(f, seed).map_err(|e| Error(e.to_string()))?),
+        (None, Some(f)) => Some(train.split_validation(f, seed).map_err(|e| Error::msg(e.to_string()))?),
         (None, None) => None,
     };
     if a.patience.is_some() && val.is_none() {
@@ -78,7 +78,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     let (mut params, mut state, start) = match resume {
         Some(r) => (r.params, r.state, r.start),
         None => (
-            Params::init(&model.func, seed).map_err(|e| Error(format!("{}: {e}", model.source.path)))?,
+            Params::init(&model.func, seed).map_err(|e| Error::msg(format!("{}: {e}", model.source.path)))?,
             OptState::new(&model.func, opt.optimizer),
             Position::default(),
         ),
@@ -145,7 +145,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
         };
         match (saved_epoch, &a.save) {
             (Some(epoch), Some(p)) => {
-                Error(format!("{err}\n{} keeps the last good checkpoint, of epoch {epoch}", p.display()))
+                Error::msg(format!("{err}\n{} keeps the last good checkpoint, of epoch {epoch}", p.display()))
             }
             _ => err,
         }
@@ -159,7 +159,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     if let Stop::Interrupted { .. } = report.stop {
         let path = a.save.clone().unwrap_or_else(|| interrupted_path(&a.model));
         let meta = meta_of(at, &history);
-        checkpoint::save_with_state(&path, &params, Some(&state), &meta).map_err(|e| Error(e.to_string()))?;
+        checkpoint::save_with_state(&path, &params, Some(&state), &meta).map_err(|e| Error::msg(e.to_string()))?;
         let after = match at.examples {
             0 => format!("epoch {}", at.epochs),
             n => format!("{} of epoch {}", plural(n, "example"), at.epochs + 1),
@@ -179,7 +179,7 @@ pub fn run(a: &TrainArgs) -> Result<(), Error> {
     }
     if let Some(p) = &a.save {
         let meta = meta_of(at, &history);
-        checkpoint::save_with_state(p, &params, Some(&state), &meta).map_err(|e| Error(e.to_string()))?;
+        checkpoint::save_with_state(p, &params, Some(&state), &meta).map_err(|e| Error::msg(e.to_string()))?;
     }
     if let Some(p) = &a.plot {
         write_plot(p, &model, a, &history)?;
@@ -204,14 +204,14 @@ fn diverged(what: &str, a: &TrainArgs, lr: f32, standardized: bool) -> Error {
     if !a.check_finite {
         hint += "; --check-finite names the op that overflowed";
     }
-    Error(format!("{what}; nothing was saved (training {} on {}; {hint})", a.model.display(), a.data.display()))
+    Error::msg(format!("{what}; nothing was saved (training {} on {}; {hint})", a.model.display(), a.data.display()))
 }
 
 /// Loads the model at `path`; when it fails on what looks like a CSV file (by its name or
 /// its first line), says that the model comes first and the data goes in `--data`.
 pub fn load_model(path: &Path) -> Result<Model, Error> {
     Model::load(path).map_err(|e| match looks_like_csv(path) {
-        true => Error(format!(
+        true => Error::msg(format!(
             "{}: this looks like a CSV file, not a .bp model; the model comes first, data goes in --data",
             path.display()
         )),
@@ -250,7 +250,7 @@ struct Resume {
 impl Resume {
     fn load(path: &Path, model: &Model, epochs: usize, optimizer: Optimizer) -> Result<Resume, Error> {
         let (params, meta, state) = checkpoint::load_with_state(path, &model.func, Some(optimizer))
-            .map_err(|e| Error(e.for_model(&model.source.path)))?;
+            .map_err(|e| Error::msg(e.for_model(&model.source.path)))?;
         let shown = path.display();
         if !meta.model_hash.is_empty() && meta.model_hash != model.hash() {
             eprintln!(
@@ -272,7 +272,7 @@ impl Resume {
         };
         let start = Position { epochs: meta.epochs, examples: meta.examples };
         if start.epochs >= epochs {
-            return Err(Error(format!(
+            return Err(Error::msg(format!(
                 "{shown} has already done {}: give --epochs more than {} to train on",
                 plural(start.epochs, "epoch"),
                 start.epochs
@@ -299,7 +299,7 @@ fn settings(a: &TrainArgs, saved: Option<&Meta>) -> Result<Settings, Error> {
     let (before, before_lr, before_schedule) = match saved.and_then(|m| m.optimizer_config.as_deref()) {
         Some(text) => {
             let shown = a.init.as_deref().unwrap_or(Path::new("")).display();
-            let bad = |e: String| Error(format!("{shown}: {e}"));
+            let bad = |e: String| Error::msg(format!("{shown}: {e}"));
             let (c, lr, s) = parse_settings(text).map_err(bad)?;
             (Some(c), lr, s)
         }
@@ -397,7 +397,7 @@ fn check_stats(s: &Standardizer, d: &Dataset, source: &Path) -> Result<(), Error
     if s.len() == d.n_features {
         return Ok(());
     }
-    Err(Error(format!(
+    Err(Error::msg(format!(
         "{}: its standardization statistics cover {} features, {} has {}",
         source.display(),
         s.len(),
@@ -428,7 +428,7 @@ fn install_interrupt_handler(flag: &Arc<AtomicBool>, quiet: bool) -> Result<(), 
             eprintln!("\ninterrupt: finishing this step, then saving (Ctrl-C again to quit at once)");
         }
     })
-    .map_err(|e| Error(format!("cannot install the Ctrl-C handler: {e}")))
+    .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))
 }
 
 /// `MODEL.interrupted.safetensors` in the current directory.
@@ -513,8 +513,9 @@ fn final_metrics(
 /// Draws the curves of every epoch in `history` (those before a resume included).
 fn write_plot(p: &Path, model: &Model, a: &TrainArgs, history: &[bpc::train::EpochReport]) -> Result<(), Error> {
     let title = format!("{} ({})", model.func.name, a.data.display());
-    let svg = bpc::train::plot::training_curves(&title, history).map_err(|e| Error(format!("{}: {e}", p.display())))?;
-    checkpoint::write_atomic(p, svg.as_bytes()).map_err(|e| Error(format!("{}: cannot write: {e}", p.display())))
+    let svg =
+        bpc::train::plot::training_curves(&title, history).map_err(|e| Error::msg(format!("{}: {e}", p.display())))?;
+    checkpoint::write_atomic(p, svg.as_bytes()).map_err(|e| Error::msg(format!("{}: cannot write: {e}", p.display())))
 }
 
 /// The closing lines on stderr; `before` is the epochs done before this run (resumed).
@@ -554,7 +555,7 @@ pub fn print_line(text: &str) {
 
 /// The model's data layout; a model that a CSV cannot feed is an error naming the model.
 pub fn schema(model: &Model) -> Result<Schema, Error> {
-    Schema::of(&model.func).map_err(|e| Error(format!("{}: {e}", model.source.path)))
+    Schema::of(&model.func).map_err(|e| Error::msg(format!("{}: {e}", model.source.path)))
 }
 
 /// How the training set wrote its class labels, which the other files must follow.
@@ -573,8 +574,8 @@ pub fn check_dir(path: &Path) -> Result<(), Error> {
     };
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error(format!("{}: cannot write: {} is not a directory", path.display(), dir.display()))),
-        Err(e) => Err(Error(format!("{}: cannot write: {}: {e}", path.display(), dir.display()))),
+        Ok(_) => Err(Error::msg(format!("{}: cannot write: {} is not a directory", path.display(), dir.display()))),
+        Err(e) => Err(Error::msg(format!("{}: cannot write: {}: {e}", path.display(), dir.display()))),
     }
 }
 
@@ -582,8 +583,8 @@ pub fn check_dir(path: &Path) -> Result<(), Error> {
 pub fn run_error(model: &Model, e: RunError) -> Error {
     match e {
         RunError::Program(d) | RunError::NonFinite(d) => model.render(&d),
-        RunError::Compile(m) => Error(format!("{}: code generation failed: {m}", model.source.path)),
-        RunError::Call(m) | RunError::Diverged(m) => Error(format!("{}: {m}", model.source.path)),
-        RunError::Save(m) => Error(m),
+        RunError::Compile(m) => Error::msg(format!("{}: code generation failed: {m}", model.source.path)),
+        RunError::Call(m) | RunError::Diverged(m) => Error::msg(format!("{}: {m}", model.source.path)),
+        RunError::Save(m) => Error::msg(m),
     }
 }
