@@ -8,7 +8,8 @@
 //! workspace's packing memory. The library is `gemmkit`, whose `gemm_unchecked_with` packs
 //! into a caller-owned `gemmkit::Workspace` (one per [`crate::Workspace`]): after the first
 //! call has grown it, a product allocates nothing (the `gemm` crate allocates its packing
-//! buffers on every call). It selects AVX-512 or AVX2+FMA kernels at run time.
+//! buffers on every call). It selects AVX-512 or AVX2+FMA kernels at run time. Products with
+//! a unit dimension (a minibatch of 1) take [`crate::thin`]'s loops instead.
 
 /// Shape, strides (in elements) and threading of one product `dst = lhs · rhs`, where
 /// `lhs` is `m×k` and `rhs` is `k×n` after the `ta`/`tb` flags were turned into strides.
@@ -56,6 +57,28 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
     let s = if scale.is_null() { 1.0 } else { unsafe { *scale } };
     // SAFETY: as `scale`.
     let t = if beta_scale.is_null() { 1.0 } else { unsafe { *beta_scale } };
+    if d.threads <= 1 {
+        let p = crate::thin::Prod {
+            m: d.m,
+            n: d.n,
+            k: d.k,
+            alpha: d.alpha * s,
+            beta: d.beta * t,
+            a: lhs,
+            rsa: d.lhs_rs,
+            csa: d.lhs_cs,
+            b: rhs,
+            rsb: d.rhs_rs,
+            csb: d.rhs_cs,
+            c: dst,
+            rsc: d.dst_rs,
+            csc: d.dst_cs,
+        };
+        // SAFETY: as for the library call below.
+        if unsafe { crate::thin::run(&p) } {
+            return;
+        }
+    }
     let par = if d.threads > 1 { gemmkit::Parallelism::Rayon(d.threads) } else { gemmkit::Parallelism::Serial };
     // SAFETY: shapes and strides were checked when the function was compiled, and the
     // caller's buffers were length-checked by `Compiled::run`.

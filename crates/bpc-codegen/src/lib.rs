@@ -50,6 +50,7 @@ mod plan;
 mod reduce;
 mod rows;
 mod runtime;
+mod thin;
 
 use std::fmt;
 use std::time::Instant;
