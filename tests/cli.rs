@@ -681,6 +681,11 @@ fn check_finite_names_the_op_and_line() {
     assert!(err.contains("`log` in the forward pass produced -inf"), "{err}");
     assert!(err.contains(&format!("{model}:4:5")), "{err}");
     ok(&["eval", &model, "--set", "x=4,y=1", "--check-finite"]);
+    // In the adjoint, the primal op whose pullback overflowed is named, under its own span.
+    let sq = s.file("sq.bp", "input x\nparam w = 1\nloss w * sqrt(x)\n");
+    let err = fails(&["eval", &sq, "--set", "x=0", "--check-finite"]);
+    assert!(err.contains("`div` in the adjoint (backward) pass, in the gradient of `sqrt`, produced inf"), "{err}");
+    assert!(err.contains(&format!("{sq}:3:10")) && err.contains("the gradient of this is not finite"), "{err}");
     // Unscaled regression with a large learning rate diverges within the first epoch.
     let lin = s.file("lin.bp", "input x[4]\nlabel y\nparam w[4] = 0\np = w @ x\nloss (p - y)^2\n");
     let data = s.file(

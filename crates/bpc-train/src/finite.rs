@@ -45,13 +45,24 @@ pub fn first_non_finite(
         return Ok(Some(non_finite_arg(func, *id, context, what, count, data.len())));
     }
     let op = op_name(func, v);
-    let adjoint = func.adjoint_start.is_some_and(|s| v >= s);
-    let pass = if adjoint { "the adjoint (backward) pass" } else { "the forward pass" };
-    let mut d = Diagnostic::error(format!("{context}: `{op}` in {pass} produced {what}"));
     let span = func.span(v);
+    let mut d = match func.adjoint_start.filter(|&s| v >= s) {
+        None => Diagnostic::error(format!("{context}: `{op}` in the forward pass produced {what}")),
+        Some(start) => {
+            // The adjoint's instructions carry the span of the primal op whose pullback made them.
+            let primal = func
+                .values()
+                .take_while(|&u| u < start)
+                .filter(|&u| !span.is_none() && func.span(u) == span && !matches!(func.inst(u), Inst::Arg(_)))
+                .last()
+                .map(|u| op_name(func, u));
+            let of = primal.as_deref().map(|p| format!(", in the gradient of `{p}`,")).unwrap_or_default();
+            Diagnostic::error(format!("{context}: `{op}` in the adjoint (backward) pass{of} produced {what}"))
+        }
+    };
     if !span.is_none() {
-        let label = if adjoint {
-            format!("the gradient of this ({op}) is not finite")
+        let label = if func.adjoint_start.is_some_and(|s| v >= s) {
+            format!("the gradient of this is not finite (`{op}` of its pullback)")
         } else {
             format!("this ({op}) is not finite")
         };
