@@ -1,30 +1,11 @@
 //! End-to-end tests of the `bpc` command line: the lecture's numbers through `eval`, the IR
 //! text, diagnostics for bad programs and bad data, and training to a target accuracy.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "support/cli.rs"]
+mod support;
 
 use serde_json::Value;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `bpc` from the repository root.
-fn bpc(args: &[&str]) -> Output {
-    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("bpc");
-    cmd.current_dir(root()).args(args);
-    cmd.output().expect("bpc runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{Scratch, bpc, fails_with, root, stderr, stdout};
 
 /// Runs and expects success, returning stdout.
 fn ok(args: &[&str]) -> String {
@@ -35,40 +16,7 @@ fn ok(args: &[&str]) -> String {
 
 /// Runs and expects failure (exit 1, no panic), returning stderr.
 fn fails(args: &[&str]) -> String {
-    let o = bpc(args);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "bpc {args:?} should fail with 1:\n{err}");
-    assert!(!err.contains("panicked"), "bpc {args:?} panicked:\n{err}");
-    err
-}
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("bpc-cli-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    fails_with(1, args)
 }
 
 // ---------------------------------------------------------------- eval: the lecture's numbers

@@ -16,10 +16,14 @@
 //! - a reducing max over more than 2^24 tied elements splits the cotangent evenly (the count
 //!   does not stall at float32's 2^24).
 
+#[path = "support/native.rs"]
+mod support;
+
 use bpc::ir::{DType, Function, Tensor, interpret};
 use bpc::{Arg, Model, OptLevel};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use support::run_twice;
 
 /// Named results: (result name, data).
 type Named = Vec<(String, Vec<f64>)>;
@@ -309,24 +313,7 @@ fn two_calls_agree(src: &str, batch: usize, level: OptLevel) {
         })
         .collect();
     let vals = interpret(&vg, batch, &args).unwrap();
-    let f32s: Vec<Vec<f32>> = args.iter().map(|t| t.data.iter().map(|&x| x as f32).collect()).collect();
-    let nans: Vec<Vec<f32>> = f32s.iter().map(|v| vec![f32::NAN; v.len()]).collect();
-    let i32s: Vec<Vec<i32>> = args.iter().map(|t| t.data.iter().map(|&x| x as i32).collect()).collect();
-    let mut ws = native.workspace();
-    let mut call = |floats: &[Vec<f32>]| {
-        let mut a: Vec<Arg> = vg
-            .args
-            .iter()
-            .enumerate()
-            .map(|(i, x)| if x.ty.dtype == DType::I32 { Arg::I32(&i32s[i]) } else { Arg::F32(&floats[i]) })
-            .collect();
-        let mut bufs: Vec<Vec<f32>> = vg.results.iter().map(|r| vec![f32::NAN; vg.shape(r.value).len(batch)]).collect();
-        let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
-        native.run(&mut ws, &mut a, &mut outs).unwrap();
-        bufs
-    };
-    call(&nans);
-    let (first, second) = (call(&f32s), call(&f32s));
+    let (first, second) = run_twice(&native, &vg, &args);
     for (r, (x, y)) in vg.results.iter().zip(first.iter().zip(&second)) {
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(x), bits(y), "{level:?}: {} differs between two calls: {x:?} then {y:?}\n{src}", r.name);

@@ -23,15 +23,18 @@
 //! (shrunk) program text. `BPC_RANDOM_PROGRAMS=N` changes the programs per shard.
 
 mod programs;
+#[path = "support/native.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
-use bpc::ir::{ArgKind, BinaryOp, DType, Function, Inst, ReduceOp, Tensor, UnaryOp, interpret};
-use bpc::{Arg, Model, OptLevel};
+use bpc::ir::{ArgKind, BinaryOp, Function, Inst, ReduceOp, Tensor, UnaryOp, interpret};
+use bpc::{Model, OptLevel};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use support::run_twice;
 
 const BATCH: usize = 2;
 const PROGRAMS_PER_SHARD: u32 = 2500;
@@ -427,31 +430,6 @@ fn reduced_index(sizes: &[usize], axes: &[usize], mut i: usize) -> usize {
         }
     }
     out
-}
-
-/// Calls `native` on `args` twice on one workspace, after poisoning it with a call on NaN
-/// arguments; result buffers start as NaN each time.
-fn run_twice(native: &bpc::Compiled, vg: &Function, args: &[Tensor]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
-    let f32s: Vec<Vec<f32>> = args.iter().map(|t| t.data.iter().map(|&x| x as f32).collect()).collect();
-    let nans: Vec<Vec<f32>> = f32s.iter().map(|v| vec![f32::NAN; v.len()]).collect();
-    let i32s: Vec<Vec<i32>> = args.iter().map(|t| t.data.iter().map(|&x| x as i32).collect()).collect();
-    let mut ws = native.workspace();
-    let mut call = |floats: &[Vec<f32>]| {
-        let mut a: Vec<Arg> = vg
-            .args
-            .iter()
-            .enumerate()
-            .map(|(i, x)| if x.ty.dtype == DType::I32 { Arg::I32(&i32s[i]) } else { Arg::F32(&floats[i]) })
-            .collect();
-        let mut bufs: Vec<Vec<f32>> = vg.results.iter().map(|r| vec![f32::NAN; vg.shape(r.value).len(BATCH)]).collect();
-        let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
-        native.run(&mut ws, &mut a, &mut outs).expect("buffers fit the compiled types");
-        bufs
-    };
-    call(&nans);
-    let first = call(&f32s);
-    let second = call(&f32s);
-    (first, second)
 }
 
 fn describe(f: &Function, args: &[Tensor]) -> String {

@@ -4,70 +4,21 @@
 //! regression metrics, checkpoints (metadata, Python's `safetensors`, Ctrl-C and resuming,
 //! `--save-every`, another model's checkpoint), determinism, and regression on diabetes.
 
+#[path = "support/cli.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn bpc(args: &[&str]) -> Output {
-    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("bpc");
-    cmd.current_dir(root()).args(args);
-    cmd.output().expect("bpc runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{Scratch, bpc, fails_with, root, stderr, stdout};
 
 /// Runs and expects success; returns (stdout, stderr).
 fn ok(args: &[&str]) -> (String, String) {
     let o = bpc(args);
     assert!(o.status.success(), "bpc {args:?} failed:\n{}", stderr(&o));
-    (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o))
-}
-
-/// Runs and expects the exit status `code` without a panic; returns stderr.
-fn fails_with(code: i32, args: &[&str]) -> String {
-    let o = bpc(args);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(code), "bpc {args:?} should exit with {code}:\n{err}");
-    assert!(!err.contains("panicked"), "bpc {args:?} panicked:\n{err}");
-    err
-}
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("bpc-train-cli-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    (stdout(&o), stderr(&o))
 }
 
 /// `train ... --json --quiet`: the epoch objects and the `done` object.
