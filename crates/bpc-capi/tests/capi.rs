@@ -1,8 +1,6 @@
 //! The C ABI called from Rust: declarations, a value-and-grad call with params and class
 //! labels against the Rust API, and every NULL or mismatched argument an error, not a crash.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr;
 
@@ -11,31 +9,9 @@ use bpc_capi::*;
 const MODEL: &str = "input x[2]\nlabel y : class(3)\nparam W[3, 2] ~ normal(0, 0.5)\nparam b[3] = 0.25\n\
                      loss cross_entropy(W @ x + b, y)\n";
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts (per thread).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../../tests/support/alloc.rs"]
+mod alloc;
+use alloc::allocs;
 
 fn last_error() -> String {
     unsafe { CStr::from_ptr(bpc_last_error()) }.to_string_lossy().into_owned()
@@ -92,7 +68,7 @@ fn a_model_compiled_through_the_c_abi_matches_the_rust_api() {
         );
         assert_eq!(status, BPC_OK, "{}", last_error());
         // Later calls with the workspace allocate nothing.
-        let before = ALLOCS.with(Cell::get);
+        let before = allocs();
         for _ in 0..3 {
             let status = bpc_value_and_grad_call(
                 vg,
@@ -111,7 +87,7 @@ fn a_model_compiled_through_the_c_abi_matches_the_rust_api() {
             );
             assert_eq!(status, BPC_OK);
         }
-        assert_eq!(ALLOCS.with(Cell::get) - before, 0, "allocations in 3 calls");
+        assert_eq!(allocs() - before, 0, "allocations in 3 calls");
 
         let program = bpc::compile(MODEL, &bpc::Options::default()).unwrap();
         let rust = program.value_and_grad(&program.param_names(), 2).unwrap();

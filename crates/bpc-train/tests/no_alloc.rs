@@ -2,46 +2,18 @@
 //! compiled train step through a `Runner` allocates exactly as often as calling
 //! `Compiled::run` directly with prebuilt buffers (counted per thread).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use bpc_train::data::LabelEncoding;
 use bpc_train::driver::step_function;
 use bpc_train::runner::{Batch, Runner, Slab};
 use bpc_train::{Dataset, Labels, Params, Schema};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../../tests/support/alloc.rs"]
+mod alloc;
+use alloc::allocs;
 
 const MLP: &str = "input x[4]\nlabel y : class(3)\nparam W1[8, 4] ~ normal(0, 0.5)\nparam b1[8] = 0\n\
                    param W2[3, 8] ~ normal(0, 0.5)\nparam b2[3] = 0\nh = tanh(W1 @ x + b1)\nf = W2 @ h + b2\n\
                    loss cross_entropy(f, y)\noutput softmax(f)\n";
-
-fn allocs() -> usize {
-    ALLOCS.with(Cell::get)
-}
 
 /// Allocations per call of the compiled step at batch 4, called directly.
 fn direct_per_call(step: &bpc_ir::Function) -> usize {
