@@ -168,6 +168,47 @@ def gemm_table(recs, threads):
             + md(header, rows)]
 
 
+def gemm_floor(recs, b, t, impls=("OpenBLAS",)):
+    """Examples/s of a mnist-mlp step at minibatch `b` that did nothing but its five products,
+    each at the best median GFLOP/s among `impls` measured in this run on `t` threads (None if
+    a product has no figure)."""
+    secs = 0.0
+    for name, (m, k, n) in mnist_products(b):
+        meds = []
+        for i in impls:
+            g = [r["gflops"] for r in recs if r.get("workload") == "gemm" and r["impl"] == i and r["threads"] == t
+                 and r["batch"] == b and r["product"] == name]
+            if g:
+                meds.append(statistics.median(g))
+        if not meds:
+            return None
+        secs += 2 * m * k * n / (max(meds) * 1e9)
+    return b / secs
+
+
+def floor_table(recs, threads):
+    """The measured ceiling behind each mnist-mlp target: the goal (ratio × best peer) against
+    the step's GEMM floor at OpenBLAS's speed and at the fastest library's, best thread count."""
+    eps = Table(recs, "examples_per_s")
+    rows = []
+    for b, goal in [(32, 1.5), (128, 1.2), (1024, 1.0)]:
+        wl = workload_id(MNIST, b)
+        ref = max((eps.best(p, wl, threads)[0] or 0 for p in TRAIN_PEERS), default=0)
+        blas = max((gemm_floor(recs, b, t) or 0 for t in threads), default=0)
+        best = max((gemm_floor(recs, b, t, GEMM_IMPLS) or 0 for t in threads), default=0)
+        if not (ref and blas):
+            continue
+        rows.append([wl, si(ref), f"{si(goal * ref)} ({goal}×)", si(blas), si(best), si(eps.best("bpc", wl, threads)[0] or 0),
+                     "above the floor" if goal * ref > best else "below the floor"])
+    if not rows:
+        return []
+    return ["### mnist-mlp: goal against the GEMM floor (examples/s if a step were only its five products)\n\n"
+            "OpenBLAS floor: each product at NumPy's OpenBLAS GFLOP/s at that shape in this run; library floor: each "
+            "product at the fastest of gemm, matrixmultiply, gemmkit and OpenBLAS. A goal above the library floor "
+            "cannot be met by any step that calls these libraries.\n\n"
+            + md(["workload", "best peer", "goal", "OpenBLAS floor", "library floor", "bpc", "goal is"], rows)]
+
+
 def rss_reference(batch=32):
     """Bytes of what MNIST training must hold: the 60000 training images as float32 and their
     labels, params and their gradients (SGD keeps no optimizer state), one minibatch's
@@ -233,5 +274,5 @@ def render(env, recs, rounds, threads):
     head = [f"## bpc vs PyTorch, JAX and NumPy (median of {rounds} rounds; ± = half the range over the rounds)",
             "\n".join(f"- {k}: {v}" for k, v in env.items())]
     parts = head + train_tables(recs, threads) + small_tables(recs, threads) + gemm_table(recs, threads)
-    parts += targets(recs, threads)
+    parts += floor_table(recs, threads) + targets(recs, threads)
     return "\n\n".join(parts) + "\n"
