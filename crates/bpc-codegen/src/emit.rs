@@ -3,7 +3,8 @@
 //! A loop kernel's outer axes become counted loops that carry one pointer per operand. The
 //! innermost axis picks one of four shapes by its strides:
 //! - **vector** (output contiguous, inputs contiguous or broadcast): `f32x4` unrolled ×2–4,
-//!   then single vectors, then one partial vector for the last 1–3 elements;
+//!   then up to three single vectors and one partial vector for the last 1–3 elements
+//!   (straight-line); what reads only broadcast inputs is computed once per row;
 //! - **row reduction** (output stride 0 on the inner axis): the same, into vector
 //!   accumulators combined once per row (`reduce.rs`);
 //! - **column reduction** (inner axis kept, outer axes reduced, e.g. a sum over the batch):
@@ -15,8 +16,8 @@
 //! do-while loops without a zero-trip test and trip counts 0 and 1 emit no loop at all.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, I64};
-use cranelift_codegen::ir::{BlockArg, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I64};
+use cranelift_codegen::ir::{BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value};
 
 use bpc_ir::{BinaryOp, UnaryOp};
 
@@ -68,7 +69,23 @@ fn emit_rows(e: &mut Em, r: &RowsKernel, params: &[Value]) {
         emit_kernel(e, k, &pick(idx, params));
     }
     let steps: Vec<i64> = r.row_strides.iter().map(|&s| s as i64 * 4).collect();
-    counted(e, r.rows, params.to_vec(), &mut |e, p| {
+    let (rows, left) = match &r.pair {
+        Some(pair) => {
+            let second: Vec<i64> = pair.iter().map(|&s| s as i64 * 4).collect();
+            let two: Vec<i64> = steps.iter().map(|s| 2 * s).collect();
+            let p = counted(e, r.rows / 2, params.to_vec(), &mut |e, p| {
+                let q = advance(e, p, &second);
+                for (k, idx) in &r.phases {
+                    emit_kernel(e, k, &pick(idx, p));
+                    emit_kernel(e, k, &pick(idx, &q));
+                }
+                advance(e, p, &two)
+            });
+            (r.rows % 2, p)
+        }
+        None => (r.rows, params.to_vec()),
+    };
+    counted(e, rows, left, &mut |e, p| {
         for (k, idx) in &r.phases {
             emit_kernel(e, k, &pick(idx, p));
         }
@@ -154,9 +171,11 @@ fn nest(e: &mut Em, k: &LoopKernel, axes: &[usize], ptrs: Vec<Value>, leaf: &mut
     });
 }
 
-/// Unroll factor: ×4 for cheap bodies, ×2 for transcendental ones (register pressure, size).
+/// Unroll factor: ×4 for cheap bodies, ×2 for transcendental ones (register pressure, size);
+/// ×4 for a dot product, whose multiply-adds form one chain per vector: four chains in
+/// flight instead of two, and each broadcast operand is loaded once for four vectors.
 pub(crate) fn unroll(body: &Expr) -> usize {
-    if body.cost() > 12 { 2 } else { 4 }
+    if body.cost() > 12 && !body.has_dot() { 2 } else { 4 }
 }
 
 fn inner(e: &mut Em, k: &LoopKernel, ptrs: &[Value]) {
@@ -174,10 +193,76 @@ fn inner(e: &mut Em, k: &LoopKernel, ptrs: &[Value]) {
             })
         })
         .collect();
+    // What reads only broadcast inputs is the same at every position: once per row.
+    let mut hoisted = Vec::new();
+    let body = hoist(e, &k.body, &splats[..k.body_ins()], &mut hoisted);
+    let k = &LoopKernel { body, ..k.clone() };
     match (unit, strides[0], k.acc) {
-        (true, 1, _) => vector_row(e, k, ptrs, &splats),
-        (true, 0, Some(acc)) => reduce_row(e, k, acc, ptrs, &splats),
-        _ => scalar_row(e, k, ptrs, &strides, &splats),
+        (true, 1, _) => vector_row(e, k, ptrs, &splats, &hoisted),
+        (true, 0, Some(acc)) => reduce_row(e, k, acc, ptrs, &splats, &hoisted),
+        _ => scalar_row(e, k, ptrs, &strides, &splats, &hoisted),
+    }
+}
+
+/// `x` with constant arithmetic folded and each larger subexpression of broadcast inputs
+/// (`splats`) and constants evaluated here, once, pushed on `hoisted` and read back as
+/// `In(splats.len() + j)`. The same operations on the same values: bit-identical results.
+fn hoist(e: &mut Em, x: &Expr, splats: &[Option<Value>], hoisted: &mut Vec<Value>) -> Expr {
+    if let Some(c) = fold(x) {
+        return Expr::konst(c);
+    }
+    if invariant(x, splats) && !matches!(x, Expr::In(_) | Expr::Const(_)) {
+        let ins: Vec<Value> = splats.iter().map(|s| s.unwrap_or_else(|| e.c(0.0))).collect();
+        hoisted.push(body(e, x, &ins, None));
+        return Expr::In(splats.len() + hoisted.len() - 1);
+    }
+    let mut go = |a: &Expr| Box::new(hoist(e, a, splats, hoisted));
+    match x {
+        Expr::In(_) | Expr::Const(_) | Expr::Dot { .. } => x.clone(),
+        Expr::Un(f, a) => Expr::Un(*f, go(a)),
+        Expr::Bin(f, a, b) => Expr::Bin(*f, go(a), go(b)),
+        Expr::Select(c, t, f) => Expr::Select(go(c), go(t), go(f)),
+        Expr::PowI(a, n) => Expr::PowI(go(a), *n),
+    }
+}
+
+/// Whether `x` reads nothing that moves along the row.
+fn invariant(x: &Expr, splats: &[Option<Value>]) -> bool {
+    match x {
+        Expr::In(i) => splats[*i].is_some(),
+        Expr::Const(_) => true,
+        Expr::Un(_, a) | Expr::PowI(a, _) => invariant(a, splats),
+        Expr::Bin(_, a, b) => invariant(a, splats) && invariant(b, splats),
+        Expr::Select(c, t, f) => invariant(c, splats) && invariant(t, splats) && invariant(f, splats),
+        Expr::Dot { .. } => false,
+    }
+}
+
+/// The value of IEEE arithmetic on constants (correctly rounded in `f32`, as the vector
+/// instruction would give), e.g. the `1.0 / B` of a mean's adjoint.
+fn fold(x: &Expr) -> Option<f32> {
+    match x {
+        Expr::Const(c) => Some(f32::from_bits(*c)),
+        Expr::Un(Fn1::Ir(UnaryOp::Neg), a) => Some(-fold(a)?),
+        Expr::Bin(Fn2::Ir(op), a, b) => {
+            let (a, b) = (fold(a)?, fold(b)?);
+            match op {
+                BinaryOp::Add => Some(a + b),
+                BinaryOp::Sub => Some(a - b),
+                BinaryOp::Mul => Some(a * b),
+                BinaryOp::Div => Some(a / b),
+                BinaryOp::StrongMul
+                | BinaryOp::Pow
+                | BinaryOp::Max
+                | BinaryOp::Min
+                | BinaryOp::Lt
+                | BinaryOp::Le
+                | BinaryOp::Gt
+                | BinaryOp::Ge
+                | BinaryOp::Eq => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -194,32 +279,65 @@ pub(crate) fn load_inputs(e: &mut Em, ptrs: &[Value], splats: &[Option<Value>], 
 }
 
 pub(crate) fn load_lanes(e: &mut Em, p: Value, off: i32, lanes: usize, flags: MemFlagsData) -> Value {
-    if lanes == 4 {
-        return e.b.ins().load(F32X4, flags, p, off);
+    match lanes {
+        4 => e.b.ins().load(F32X4, flags, p, off),
+        1 => {
+            let x = e.b.ins().load(F32, flags, p, off);
+            e.b.ins().scalar_to_vector(F32X4, x)
+        }
+        // Two lanes as one 64-bit load (`movsd`), the third inserted.
+        _ => {
+            let x = e.b.ins().load(F64, flags, p, off);
+            let v = e.b.ins().scalar_to_vector(F64X2, x);
+            let v = e.b.ins().bitcast(F32X4, little(), v);
+            if lanes == 2 {
+                return v;
+            }
+            let x = e.b.ins().load(F32, flags, p, off + 8);
+            e.b.ins().insertlane(v, x, 2)
+        }
     }
-    let mut v = e.c(0.0);
-    for l in 0..lanes {
-        let x = e.b.ins().load(F32, flags, p, off + 4 * l as i32);
-        v = e.b.ins().insertlane(v, x, l as u8);
-    }
-    v
 }
 
 pub(crate) fn store_lanes(e: &mut Em, v: Value, p: Value, off: i32, lanes: usize) {
-    if lanes == 4 {
-        e.b.ins().store(out_flags(), v, p, off);
-        return;
-    }
-    for l in 0..lanes {
-        let x = e.b.ins().extractlane(v, l as u8);
-        e.b.ins().store(out_flags(), x, p, off + 4 * l as i32);
+    match lanes {
+        4 => {
+            e.b.ins().store(out_flags(), v, p, off);
+        }
+        1 => {
+            let x = e.b.ins().extractlane(v, 0);
+            e.b.ins().store(out_flags(), x, p, off);
+        }
+        _ => {
+            let d = e.b.ins().bitcast(F64X2, little(), v);
+            let x = e.b.ins().extractlane(d, 0);
+            e.b.ins().store(out_flags(), x, p, off);
+            if lanes == 3 {
+                let x = e.b.ins().extractlane(v, 2);
+                e.b.ins().store(out_flags(), x, p, off + 8);
+            }
+        }
     }
 }
 
+/// Flags of a bitcast that changes the lane width.
+fn little() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
 /// One vector (or the first `lanes` elements) of a contiguous-output row.
-fn vector_step(e: &mut Em, k: &LoopKernel, ptrs: &[Value], splats: &[Option<Value>], off: i32, lanes: usize) {
+fn vector_step(
+    e: &mut Em,
+    k: &LoopKernel,
+    ptrs: &[Value],
+    splats: &[Option<Value>],
+    hoisted: &[Value],
+    off: i32,
+    lanes: usize,
+) {
     let n = k.body_ins();
-    let ins = load_inputs(e, ptrs, &splats[..n], off, lanes);
+    let mut ins = load_inputs(e, ptrs, &splats[..n], off, lanes);
+    ins.extend_from_slice(hoisted);
     let bcast: Vec<bool> = splats.iter().map(Option::is_some).collect();
     let at = At { ptrs: &ptrs[1..], bcast: &bcast, off, lanes, scalar: false };
     let mut v = body(e, &k.body, &ins, Some(&at));
@@ -279,32 +397,39 @@ pub(crate) fn vector_steps(splats: &[Option<Value>], elems: i64) -> Vec<i64> {
     std::iter::once(elems * 4).chain(splats.iter().map(|s| if s.is_some() { 0 } else { elems * 4 })).collect()
 }
 
-fn vector_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], splats: &[Option<Value>]) {
+fn vector_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], splats: &[Option<Value>], hoisted: &[Value]) {
     let n = k.dims[k.dims.len() - 1];
     let u = unroll(&k.body);
     let big = vector_steps(splats, 4 * u as i64);
     let ptrs = counted(e, n / (4 * u), ptrs.to_vec(), &mut |e, p| {
         for j in 0..u {
-            vector_step(e, k, p, splats, 16 * j as i32, 4);
+            vector_step(e, k, p, splats, hoisted, 16 * j as i32, 4);
         }
         advance(e, p, &big)
     });
-    let one = vector_steps(splats, 4);
-    let ptrs = counted(e, (n % (4 * u)) / 4, ptrs, &mut |e, p| {
-        vector_step(e, k, p, splats, 0, 4);
-        advance(e, p, &one)
-    });
+    // Fewer than `u` single vectors and the partial one: straight-line code.
+    let singles = (n % (4 * u)) / 4;
+    for j in 0..singles {
+        vector_step(e, k, &ptrs, splats, hoisted, 16 * j as i32, 4);
+    }
     if !n.is_multiple_of(4) {
-        vector_step(e, k, &ptrs, splats, 0, n % 4);
+        vector_step(e, k, &ptrs, splats, hoisted, 16 * singles as i32, n % 4);
     }
 }
 
 /// One element per iteration, in lane 0: the fallback for strided (non-unit) access.
-fn scalar_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], strides: &[isize], splats: &[Option<Value>]) {
+fn scalar_row(
+    e: &mut Em,
+    k: &LoopKernel,
+    ptrs: &[Value],
+    strides: &[isize],
+    splats: &[Option<Value>],
+    hoisted: &[Value],
+) {
     let n = k.dims[k.dims.len() - 1];
     let steps: Vec<i64> = strides.iter().map(|&s| s as i64 * 4).collect();
     counted(e, n, ptrs.to_vec(), &mut |e, p| {
-        let ins: Vec<Value> = splats[..k.body_ins()]
+        let mut ins: Vec<Value> = splats[..k.body_ins()]
             .iter()
             .zip(&p[1..])
             .map(|(s, &q)| match s {
@@ -315,6 +440,7 @@ fn scalar_row(e: &mut Em, k: &LoopKernel, ptrs: &[Value], strides: &[isize], spl
                 }
             })
             .collect();
+        ins.extend_from_slice(hoisted);
         let bcast: Vec<bool> = splats.iter().map(Option::is_some).collect();
         let at = At { ptrs: &p[1..], bcast: &bcast, off: 0, lanes: 1, scalar: true };
         let mut v = body(e, &k.body, &ins, Some(&at));

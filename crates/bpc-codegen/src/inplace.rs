@@ -38,6 +38,9 @@ pub(crate) fn write_updates_in_place(steps: &mut Vec<Step>, kernels: &mut Vec<Ke
                     let Kernel::Rows(r) = &kernels[*kernel] else { continue };
                     let mut r = r.clone();
                     r.row_strides.push(0);
+                    if let Some(pair) = &mut r.pair {
+                        pair.push(0);
+                    }
                     r.post[j].1[0] = r.row_strides.len() - 1;
                     ptrs.push(arg);
                     kernels.push(Kernel::Rows(r));

@@ -256,10 +256,16 @@ pub(crate) enum Kernel {
 }
 
 /// See [`Kernel::Rows`].
+///
+/// With `pair`, the loop takes two rows per iteration and emits each phase for the first
+/// row, then for the second (operand `i` of the second row is `pair[i]` elements further;
+/// one-row buffers hold two rows): the two rows' dependency chains (max, exp, sum, log)
+/// overlap, and each accumulator still sees the rows in order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct RowsKernel {
     pub rows: usize,
     pub row_strides: Vec<isize>,
+    pub pair: Option<Vec<isize>>,
     pub pre: Vec<(Kernel, Vec<usize>)>,
     pub phases: Vec<(Kernel, Vec<usize>)>,
     pub post: Vec<(Kernel, Vec<usize>)>,

@@ -60,57 +60,83 @@ fn value(e: &mut Em, acc: Acc, st: &[Value]) -> Value {
     }
 }
 
+/// Folds `x` into the accumulator `st`, or starts it (`None`: still the identity). A
+/// compensated sum started from 0 is exactly `(0 + x, 0)` and a max or min from its
+/// identity is `x`, so starting saves the arithmetic on the identity, bit for bit.
+fn add_to(e: &mut Em, acc: Acc, st: Option<Vec<Value>>, x: Value) -> Vec<Value> {
+    match (st, acc) {
+        (Some(st), _) => add(e, acc, &st, x),
+        (None, Acc::Sum) => {
+            let zero = e.c(0.0);
+            vec![e.add(zero, x), zero]
+        }
+        (None, Acc::Max | Acc::Min) => vec![x],
+    }
+}
+
 /// A row reduced into `*out` (output stride 0 on the inner axis): `u` accumulators over
-/// unrolled vectors, one over single vectors and the masked tail, then horizontally.
-pub(crate) fn reduce_row(e: &mut Em, k: &LoopKernel, acc: Acc, ptrs: &[Value], splats: &[Option<Value>]) {
+/// unrolled vectors (when there is a whole unrolled block), one over the remaining single
+/// vectors and the masked tail (straight-line code), then horizontally.
+pub(crate) fn reduce_row(
+    e: &mut Em,
+    k: &LoopKernel,
+    acc: Acc,
+    ptrs: &[Value],
+    splats: &[Option<Value>],
+    hoisted: &[Value],
+) {
     let n = k.dims[k.dims.len() - 1];
     let u = unroll(&k.body);
     let (np, sl) = (ptrs.len(), state_len(acc));
-    // The output pointer stays put.
-    let mut big = vector_steps(splats, 4 * u as i64);
-    big[0] = 0;
-    let mut state: Vec<Value> = ptrs.to_vec();
-    for _ in 0..u {
-        state.extend(init(e, acc));
-    }
-    let state = counted(e, n / (4 * u), state, &mut |e, s| {
-        let (p, accs) = s.split_at(np);
-        let mut next = advance(e, p, &big);
-        for (j, st) in accs.chunks(sl).enumerate() {
-            let ins = load_inputs(e, p, &splats[..k.body_ins()], 16 * j as i32, 4);
-            let x = body(e, &k.body, &ins, None);
-            next.extend(add(e, acc, st, x));
+    let inputs = |e: &mut Em, p: &[Value], off: i32, lanes: usize| -> Vec<Value> {
+        let mut ins = load_inputs(e, p, &splats[..k.body_ins()], off, lanes);
+        ins.extend_from_slice(hoisted);
+        ins
+    };
+    let (p, mut st) = if n >= 4 * u {
+        // The output pointer stays put.
+        let mut big = vector_steps(splats, 4 * u as i64);
+        big[0] = 0;
+        let mut state: Vec<Value> = ptrs.to_vec();
+        for _ in 0..u {
+            state.extend(init(e, acc));
         }
-        next
-    });
-    let (p, accs) = state.split_at(np);
-    let mut st = accs[..sl].to_vec();
-    for other in accs[sl..].chunks(sl) {
-        let v = value(e, acc, other);
-        st = add(e, acc, &st, v);
-    }
-    let mut one = vector_steps(splats, 4);
-    one[0] = 0;
-    let state: Vec<Value> = p.iter().copied().chain(st).collect();
-    let state = counted(e, (n % (4 * u)) / 4, state, &mut |e, s| {
-        let (p, st) = s.split_at(np);
-        let ins = load_inputs(e, p, &splats[..k.body_ins()], 0, 4);
+        let state = counted(e, n / (4 * u), state, &mut |e, s| {
+            let (p, accs) = s.split_at(np);
+            let mut next = advance(e, p, &big);
+            for (j, st) in accs.chunks(sl).enumerate() {
+                let ins = inputs(e, p, 16 * j as i32, 4);
+                let x = body(e, &k.body, &ins, None);
+                next.extend(add(e, acc, st, x));
+            }
+            next
+        });
+        let (p, accs) = state.split_at(np);
+        let mut st = accs[..sl].to_vec();
+        for other in accs[sl..].chunks(sl) {
+            let v = value(e, acc, other);
+            st = add(e, acc, &st, v);
+        }
+        (p.to_vec(), Some(st))
+    } else {
+        (ptrs.to_vec(), None)
+    };
+    let singles = (n % (4 * u)) / 4;
+    for j in 0..singles {
+        let ins = inputs(e, &p, 16 * j as i32, 4);
         let x = body(e, &k.body, &ins, None);
-        let mut next = advance(e, p, &one);
-        next.extend(add(e, acc, st, x));
-        next
-    });
-    let (p, st) = state.split_at(np);
-    let mut st = st.to_vec();
+        st = Some(add_to(e, acc, st, x));
+    }
     let tail = n % 4;
     if tail > 0 {
-        let ins = load_inputs(e, p, &splats[..k.body_ins()], 0, tail);
+        let ins = inputs(e, &p, 16 * singles as i32, tail);
         let x = body(e, &k.body, &ins, None);
         let mask = lane_mask(e, tail);
         let ident = e.c(acc.identity());
         let x = e.sel(mask, x, ident);
-        st = add(e, acc, &st, x);
+        st = Some(add_to(e, acc, st, x));
     }
+    let st = st.unwrap_or_else(|| init(e, acc));
     let v = value(e, acc, &st);
     let h = e.horizontal(v, |e, a, b| combine(e, acc, a, b));
     let r = if k.init {

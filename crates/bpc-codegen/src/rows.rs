@@ -7,7 +7,9 @@
 //! accumulators), the others after it (a mean's division, an SGD update of a bias); each
 //! row kernel runs once per row, in order, on that row. An arena buffer that only row
 //! kernels of the group touch and nothing outside reads (the row max and sum of softmax,
-//! a one-hot row) then holds one row: its row stride becomes 0.
+//! a one-hot row) then holds one row: its row stride becomes 0. When no phase reads an
+//! accumulator another phase writes, the loop takes two rows per iteration, phase by phase
+//! (such a buffer then holds two rows), so the two rows' latency chains overlap.
 
 use bpc_ir::Value;
 
@@ -197,7 +199,7 @@ fn assemble(
             }
         }
     };
-    let mut k = RowsKernel { rows, row_strides: vec![], pre: vec![], phases: vec![], post: vec![] };
+    let mut k = RowsKernel { rows, row_strides: vec![], pair: None, pre: vec![], phases: vec![], post: vec![] };
     for part in parts {
         match part {
             Part::Pre(kernel, ptrs) => k.pre.push((kernel, ptrs.iter().map(|&p| index(p, 0)).collect())),
@@ -208,11 +210,38 @@ fn assemble(
             }
         }
     }
+    k.row_strides = operands.iter().map(|o| o.1).collect();
+    let row_of = |p: &Ptr| match p.base {
+        Base::Buf(b) => shrunk[b],
+        _ => None,
+    };
+    let pair: Vec<isize> = operands.iter().map(|(p, rs)| row_of(p).map_or(*rs, |s| s as isize)).collect();
+    let paired = rows >= 2 && pairable(&k, &pair);
     for (b, s) in shrunk.iter().enumerate() {
         if let Some(s) = s {
-            bufs[b] = *s;
+            bufs[b] = if paired { 2 * s } else { *s };
         }
     }
-    k.row_strides = operands.iter().map(|o| o.1).collect();
+    k.pair = paired.then_some(pair);
     (k, operands.into_iter().map(|o| o.0).collect())
+}
+
+/// Whether two rows can interleave phase by phase: every operand the two rows share
+/// (offset 0 between them) that a phase writes is touched by that phase alone (an
+/// accumulator: it still sees the first row, then the second).
+fn pairable(k: &RowsKernel, pair: &[isize]) -> bool {
+    let mut toucher: Vec<Option<usize>> = vec![None; pair.len()];
+    let mut written = vec![false; pair.len()];
+    let mut shared_by_two = vec![false; pair.len()];
+    for (j, (kernel, idx)) in k.phases.iter().enumerate() {
+        for (role, &i) in kernel.roles().iter().zip(idx) {
+            written[i] |= role.write;
+            match toucher[i] {
+                None => toucher[i] = Some(j),
+                Some(t) if t != j => shared_by_two[i] = true,
+                Some(_) => {}
+            }
+        }
+    }
+    (0..pair.len()).all(|i| pair[i] != 0 || !written[i] || !shared_by_two[i])
 }
