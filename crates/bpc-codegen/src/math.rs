@@ -155,13 +155,17 @@ impl Em<'_, '_> {
         self.sel(pick_b, b, a)
     }
 
-    /// `e^x`: round `x·log2 e` to `n`, reduce `r = x - n ln 2` (ln 2 split in two), a degree-6
+    /// `e^x`: round `x·log2 e` to `n`, reduce `r = x - n ln 2` (ln 2 split in two), a degree-7
     /// polynomial for `e^r`, then scale by `2^n` in two halves so that results down to the
-    /// subnormals and up to overflow (`inf`) come out right. Cephes `expf`.
+    /// subnormals and up to overflow (`inf`) come out right. Cephes `expf`'s coefficients;
+    /// the polynomial is evaluated by Estrin's scheme (depth 3 instead of Horner's 7) because
+    /// a scalar call waits on this chain.
     pub fn exp(&mut self, x: Value) -> Value {
-        // Clamp with selects, which keep NaN; beyond these bounds the result is 0 or inf anyway.
+        // Clamp; beyond these bounds the result is 0 or inf anyway. The operand order makes
+        // NaN pass through and lets Cranelift pick `minps`/`maxps` instead of a compare and
+        // a blend (`bitselect(fcmp lt a b, a, b)`).
         let (lo, hi) = (self.c(-110.0), self.c(100.0));
-        let over = self.cmp(FloatCC::GreaterThan, x, hi);
+        let over = self.cmp(FloatCC::LessThan, hi, x);
         let x = self.sel(over, hi, x);
         let under = self.cmp(FloatCC::LessThan, x, lo);
         let x = self.sel(under, lo, x);
@@ -174,21 +178,35 @@ impl Em<'_, '_> {
         let fx = self.sub(t, magic);
         let r = self.maddk(fx, -0.693359375, x);
         let r = self.maddk(fx, 2.12194440e-4, r);
-        let p = self.poly(
-            r,
-            &[1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1],
-        );
+        // e^r ≈ 1 + r + r²·p(r), p of degree 5 (Cephes' c0..c5, highest first), as
+        // p = (c5 + c4·r) + r²·(c3 + c2·r) + r⁴·(c1 + c0·r).
+        let [c0, c1, c2, c3, c4, c5] =
+            [1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1];
         let r2 = self.mul(r, r);
-        let one = self.c(1.0);
-        let r1 = self.add(r, one);
-        let y = self.madd(p, r2, r1);
+        let k = self.c(c1);
+        let q2 = self.maddk(r, c0, k);
+        let k = self.c(c3);
+        let q1 = self.maddk(r, c2, k);
+        let k = self.c(c5);
+        let q0 = self.maddk(r, c4, k);
+        let r4 = self.mul(r2, r2);
+        let lo4 = self.madd(q1, r2, q0);
+        let p = self.madd(q2, r4, lo4);
+        // 2^n = s1·s2 with n1 = n >> 1, n2 = n - n1, both normal. s1 is folded into the last
+        // multiply-add, off the chain: p·(r²·s1) + (r + 1)·s1 rounds to the same value as
+        // (p·r² + (r + 1))·s1 (scaling by a power of two in the normal range is exact), and
+        // only the final `·s2` can round into the subnormals or overflow.
         let (ti, mi) = (self.as_i(t), self.as_i(magic));
         let n = self.b.ins().isub(ti, mi);
         let n1 = self.b.ins().sshr_imm_u(n, 1);
         let n2 = self.b.ins().isub(n, n1);
         let s1 = self.pow2i(n1);
         let s2 = self.pow2i(n2);
-        let y = self.mul(y, s1);
+        let one = self.c(1.0);
+        let r1 = self.add(r, one);
+        let r1s = self.mul(r1, s1);
+        let r2s = self.mul(r2, s1);
+        let y = self.madd(p, r2s, r1s);
         self.mul(y, s2)
     }
 

@@ -99,7 +99,7 @@ impl Compiled {
             // SAFETY: `line` is a valid, exclusive reference.
             unsafe { std::ptr::write_volatile(&mut line.0[0], 0) };
         }
-        let ptrs = Vec::with_capacity(self.args.len() + self.results.len());
+        let ptrs = vec![0; self.args.len() + self.results.len()];
         Workspace { owner: self.id, mem, ptrs, gemm: gemmkit::Workspace::new() }
     }
 
@@ -132,48 +132,74 @@ impl Compiled {
     /// function. Allocates nothing, except that the first call with a workspace grows its
     /// GEMM packing memory once (products split over threads may allocate in rayon).
     pub fn run(&self, ws: &mut Workspace, args: &mut [Arg<'_>], results: &mut [&mut [f32]]) -> Result<(), CallError> {
-        let fail = |m: String| Err(CallError(format!("{}: {m}", self.name)));
-        if ws.owner != self.id {
-            return fail("the workspace was made by another compiled function".into());
+        if ws.owner != self.id || args.len() != self.args.len() || results.len() != self.results.len() {
+            return Err(self.refusal(ws, args, results));
         }
-        if args.len() != self.args.len() {
-            return fail(format!("expected {} arguments, got {}", self.args.len(), args.len()));
+        // A scalar call costs a few dozen ns, so the checks are one pass without early exits
+        // that stores every pointer and folds the verdicts into one flag; the message is made
+        // by `refusal` only when the flag says so.
+        let (arg_ptrs, result_ptrs) = ws.ptrs.split_at_mut(self.args.len());
+        let mut ok = true;
+        for ((info, a), slot) in self.args.iter().zip(args.iter_mut()).zip(arg_ptrs) {
+            let (ptr, len, kind_ok) = match a {
+                Arg::F32(s) => (s.as_ptr() as usize, s.len(), info.dtype == DType::F32 && !info.updated),
+                Arg::F32Mut(s) => (s.as_mut_ptr() as usize, s.len(), info.dtype == DType::F32),
+                Arg::I32(s) => (s.as_ptr() as usize, s.len(), info.dtype == DType::I32),
+            };
+            *slot = ptr;
+            ok &= kind_ok & (len == info.len);
         }
-        if results.len() != self.results.len() {
-            return fail(format!("expected {} result buffers, got {}", self.results.len(), results.len()));
+        for ((info, r), slot) in self.results.iter().zip(results.iter_mut()).zip(result_ptrs) {
+            *slot = r.as_mut_ptr() as usize;
+            ok &= r.len() == info.len;
         }
-        ws.ptrs.clear();
-        for (info, a) in self.args.iter().zip(args.iter_mut()) {
-            let (ptr, len) = match (a, info.dtype) {
-                (Arg::F32(s), DType::F32) if !info.updated => (s.as_ptr() as usize, s.len()),
-                (Arg::F32Mut(s), DType::F32) => (s.as_mut_ptr() as usize, s.len()),
-                (Arg::I32(s), DType::I32) => (s.as_ptr() as usize, s.len()),
-                (a, _) => {
+        if !ok {
+            return Err(self.refusal(ws, args, results));
+        }
+        // SAFETY: every buffer was checked to hold exactly the elements its type has at the
+        // compiled batch size, and the kernels only address elements inside those types;
+        // the workspace is this function's own (its size was checked by identity), so its
+        // pointer array has one slot per argument and result, all written above. Results
+        // are distinct `&mut` buffers; an updated param is the caller's `&mut`.
+        unsafe { (self.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>(), &mut ws.gemm) };
+        Ok(())
+    }
+
+    /// Why `run` refuses a call: the first failed check, in argument order.
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, ws: &Workspace, args: &[Arg<'_>], results: &[&mut [f32]]) -> CallError {
+        let m = if ws.owner != self.id {
+            "the workspace was made by another compiled function".to_string()
+        } else if args.len() != self.args.len() {
+            format!("expected {} arguments, got {}", self.args.len(), args.len())
+        } else if results.len() != self.results.len() {
+            format!("expected {} result buffers, got {}", self.results.len(), results.len())
+        } else {
+            let arg = self.args.iter().zip(args).find_map(|(info, a)| {
+                let (len, kind_ok) = match a {
+                    Arg::F32(s) => (s.len(), info.dtype == DType::F32 && !info.updated),
+                    Arg::F32Mut(s) => (s.len(), info.dtype == DType::F32),
+                    Arg::I32(s) => (s.len(), info.dtype == DType::I32),
+                };
+                if !kind_ok {
                     let want = match (info.dtype, info.updated) {
                         (DType::I32, _) => "Arg::I32",
                         (DType::F32, true) => "Arg::F32Mut (it is updated in place)",
                         (DType::F32, false) => "Arg::F32 or Arg::F32Mut",
                     };
-                    return fail(format!("argument {} must be {want}, got {}", info.name, a.kind()));
+                    Some(format!("argument {} must be {want}, got {}", info.name, a.kind()))
+                } else {
+                    (len != info.len)
+                        .then(|| format!("argument {} has {len} elements, expected {}", info.name, info.len))
                 }
-            };
-            if len != info.len {
-                return fail(format!("argument {} has {len} elements, expected {}", info.name, info.len));
-            }
-            ws.ptrs.push(ptr);
-        }
-        for (info, r) in self.results.iter().zip(results.iter_mut()) {
-            if r.len() != info.len {
-                return fail(format!("result {} has {} elements, expected {}", info.name, r.len(), info.len));
-            }
-            ws.ptrs.push(r.as_mut_ptr() as usize);
-        }
-        // SAFETY: every buffer was checked to hold exactly the elements its type has at the
-        // compiled batch size, and the kernels only address elements inside those types;
-        // the workspace is this function's own (its size was checked by identity). Results
-        // are distinct `&mut` buffers; an updated param is the caller's `&mut`.
-        unsafe { (self.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>(), &mut ws.gemm) };
-        Ok(())
+            });
+            let short = self.results.iter().zip(results).find(|(info, r)| r.len() != info.len);
+            let result =
+                short.map(|(info, r)| format!("result {} has {} elements, expected {}", info.name, r.len(), info.len));
+            arg.or(result).expect("refusal called for a call that passes every check")
+        };
+        CallError(format!("{}: {m}", self.name))
     }
 }
 

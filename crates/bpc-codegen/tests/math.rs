@@ -58,6 +58,37 @@ fn exp_within_two_ulp() {
     assert_ulps(UnaryOp::Exp, &sweep(-1.0, 1.0, 100_001), 2.0);
 }
 
+/// The clamp, the two-step `2^n` scaling and NaN: exact results at and beyond the edges.
+#[test]
+fn exp_edges_exact() {
+    let cases: [(f32, f32); 12] = [
+        (f32::INFINITY, f32::INFINITY),
+        (f32::NEG_INFINITY, 0.0),
+        (1e30, f32::INFINITY),
+        (-1e30, 0.0),
+        (100.5, f32::INFINITY),
+        (89.0, f32::INFINITY),
+        (88.72283, 3.4027985e38), // near the largest finite f32 (3.4028235e38)
+        (-0.0, 1.0),
+        (-87.33655, f32::from_bits(0x7f_ffe6)), // a subnormal just below f32::MIN_POSITIVE
+        (-103.5, f32::from_bits(1)),            // the smallest subnormal
+        (-104.0, 0.0),
+        (-200.0, 0.0),
+    ];
+    let mut b = B::new("exp");
+    let x = b.input("x", &[]);
+    let y = b.un(UnaryOp::Exp, x);
+    b.result("y", y);
+    let xs: Vec<f32> = cases.iter().map(|c| c.0).chain([f32::NAN]).collect();
+    let c = compile(&b.f, xs.len()).unwrap();
+    let mut out = vec![0.0f32; xs.len()];
+    c.run(&mut c.workspace(), &mut [Arg::F32(&xs)], &mut [&mut out]).unwrap();
+    for ((x, want), got) in cases.iter().zip(&out) {
+        assert_eq!(got.to_bits(), want.to_bits(), "exp({x:e}) = {got:e}, want {want:e}");
+    }
+    assert!(out[cases.len()].is_nan());
+}
+
 #[test]
 fn log_within_two_ulp() {
     assert_ulps(UnaryOp::Log, &log_sweep(1e-45, 1e-37, 50_001), 2.0);
