@@ -229,10 +229,10 @@ pub(crate) const INLINE_MAX_ELEMENTS: usize = 64;
 pub(crate) enum Kernel {
     Loop(LoopKernel),
     /// Cross-entropy's last pass over `rows` examples of `classes` logits, with `m` the row
-    /// max and `out` holding `log Σ e^(z - m)`: `out[r] = (m[r] - z[r, y[r]]) + out[r]`, or
+    /// max and `l` holding `log Σ e^(z - m)`: `out[r] = (m[r] - z[r, y[r]]) + l[r]`, or
     /// NaN when the class `y[r]` (i32) is not in `0..classes` (never read out of bounds).
     /// `m - z[y]` first keeps the small loss accurate when the logits are large. Operands:
-    /// out (contiguous), z, y, m (contiguous).
+    /// out (contiguous), z, y, m (contiguous), l (contiguous).
     Pick {
         rows: usize,
         classes: usize,
@@ -312,7 +312,7 @@ impl Kernel {
     pub(crate) fn arity(&self) -> usize {
         match self {
             Kernel::Loop(k) => 1 + k.ins.len(),
-            Kernel::Pick { .. } => 4,
+            Kernel::Pick { .. } => 5,
             Kernel::OneHot { .. } => 2,
             Kernel::Rows(r) => r.row_strides.len(),
         }
@@ -327,7 +327,7 @@ impl Kernel {
                 let out = if k.acc.is_some() && !k.init { rw } else { w };
                 std::iter::once(out).chain(k.ins.iter().map(|_| r)).collect()
             }
-            Kernel::Pick { .. } => vec![rw, r, r, r],
+            Kernel::Pick { .. } => vec![w, r, r, r, r],
             Kernel::OneHot { .. } => vec![rw, r],
             Kernel::Rows(rows) => {
                 let mut roles = vec![Role { read: false, write: false }; rows.row_strides.len()];

@@ -22,17 +22,17 @@ fn class_at(e: &mut Em, y_ptr: Value, classes: usize) -> (Value, Value) {
     (y, ok)
 }
 
-/// `out[r] = (m[r] - z[r, y[r]]) + out[r]` (out holds `log s`; see `Kernel::Pick`), NaN for
-/// a label out of range. Operands: out, z, y, m.
+/// `out[r] = (m[r] - z[r, y[r]]) + l[r]` (`l` holds `log s`; see `Kernel::Pick`), NaN for
+/// a label out of range. Operands: out, z, y, m, l.
 pub(crate) fn pick(e: &mut Em, rows: usize, classes: usize, [z_row, z_col, y_stride]: [isize; 3], params: &[Value]) {
-    let steps = [4, z_row as i64 * 4, y_stride as i64 * 4, 4];
+    let steps = [4, z_row as i64 * 4, y_stride as i64 * 4, 4, 4];
     counted(e, rows, params.to_vec(), &mut |e, p| {
         let (y, ok) = class_at(e, p[2], classes);
         let off = e.b.ins().imul_imm_s(y, z_col as i64 * 4);
         let addr = e.b.ins().iadd(p[1], off);
         let z = e.load_input(F32, addr, 0);
         let m = e.load_input(F32, p[3], 0);
-        let o = e.b.ins().load(F32, out_flags(), p[0], 0);
+        let o = e.load_input(F32, p[4], 0);
         let d = e.b.ins().fsub(m, z);
         let d = e.b.ins().fadd(d, o);
         let nan = e.b.ins().f32const(f32::NAN);

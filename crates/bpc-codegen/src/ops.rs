@@ -52,9 +52,14 @@ impl Planner<'_> {
         dims.remove(axis);
         let batched = x.batched && axis != 0;
         let (m, s) = self.lse_parts(&x, &[axis], dims, batched);
-        let (m, s) = (expand(&m, &x, &[axis]), expand(&s, &x, &[axis]));
+        let m = expand(&m, &x, &[axis]);
+        // `log s` as cross-entropy of the same logits stored it, else computed here.
+        let (s, log_s) = match self.log_memo.iter().find(|(t, _)| *t == s) {
+            Some((_, l)) => (expand(l, &x, &[axis]), Expr::In(2)),
+            None => (expand(&s, &x, &[axis]), Expr::un(UnaryOp::Log, Expr::In(2))),
+        };
         let centered = Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1)));
-        let diff = Expr::bin(BinaryOp::Sub, centered, Expr::un(UnaryOp::Log, Expr::In(2)));
+        let diff = Expr::bin(BinaryOp::Sub, centered, log_s);
         let body = if log { diff } else { Expr::un(UnaryOp::Exp, diff) };
         let l = Lazy { body, ins: vec![x, m, s], dims: self.sizes(v), batched: self.func.shape(v).batch };
         if self.is_inner(v) {
@@ -69,13 +74,16 @@ impl Planner<'_> {
     }
 
     /// `(m - z[y]) + log s` per row, `m` and `s` the parts of `logsumexp z`; a class out of
-    /// range gives NaN.
+    /// range gives NaN. `log s` is stored apart (and remembered) so that a softmax of the
+    /// same logits reads it instead of taking the logarithm again.
     pub(crate) fn cross_entropy(&mut self, v: Value, logits: Value, label: Value) -> View {
         let out = self.out(v);
         let z = self.view(logits);
         let last = z.dims.len() - 1;
         let (m, s) = self.lse_parts(&z, &[last], out.dims.clone(), out.batched);
-        self.push_loop(&out, &[s], Expr::un(UnaryOp::Log, Expr::In(0)), None);
+        let log_s = self.scratch(out.dims.clone(), out.batched);
+        self.push_loop(&log_s, &[s.clone()], Expr::un(UnaryOp::Log, Expr::In(0)), None);
+        self.log_memo.push((s, log_s.clone()));
         let classes = z.dims[last];
         let (z_row, z) = match rows_stride(&z.dims[..last], &z.strides[..last]) {
             Some(s) if matches!(z.src, Src::Mem(_)) => (s, z),
@@ -86,8 +94,8 @@ impl Planner<'_> {
         };
         let (rows, y_stride, y) = self.rows_of(label);
         let z_col = z.strides[last];
-        let ptrs = vec![ptr_of(&out), ptr_of(&z), y, ptr_of(&m)];
-        let tag = self.row_tag(rows, &[1, z_row, y_stride, 1]);
+        let ptrs = vec![ptr_of(&out), ptr_of(&z), y, ptr_of(&m), ptr_of(&log_s)];
+        let tag = self.row_tag(rows, &[1, z_row, y_stride, 1, 1]);
         self.push_kernel(Kernel::Pick { rows, classes, z_row, z_col, y_stride }, ptrs, tag);
         out
     }

@@ -195,6 +195,8 @@ pub(crate) struct Planner<'f> {
     pub rows: Option<RowsCtx>,
     /// `logsumexp` parts already computed: `(input, axes) -> (max, sum of exp)`.
     pub lse_memo: Vec<(View, Vec<usize>, View, View)>,
+    /// `log s` of a memoized sum of exponentials already stored: `s -> log s`.
+    pub log_memo: Vec<(View, View)>,
     /// `(step index, arg index)` of the final copies of update results.
     pub update_copies: Vec<(usize, usize)>,
 }
@@ -217,6 +219,7 @@ pub(crate) fn plan(func: &Function, batch: usize, gemm: GemmPolicy) -> Plan {
         pending: Vec::new(),
         rows: None,
         lse_memo: Vec::new(),
+        log_memo: Vec::new(),
         update_copies: Vec::new(),
     };
     for (j, r) in func.results.iter().filter(|r| r.update.is_none()).enumerate() {

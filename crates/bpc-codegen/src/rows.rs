@@ -45,6 +45,7 @@ enum Part {
 impl Planner<'_> {
     pub(crate) fn begin_rows(&mut self, first: Value, last: Value) {
         self.lse_memo.clear();
+        self.log_memo.clear();
         let (first_step, first_buf) = (self.steps.len(), self.bufs.len());
         self.rows = Some(RowsCtx { first, last, first_step, first_buf, tags: Vec::new() });
     }
@@ -54,6 +55,7 @@ impl Planner<'_> {
         let Some(ctx) = self.rows.take() else { return };
         // Buffers of this group may hold one row from now on: forget them.
         self.lse_memo.clear();
+        self.log_memo.clear();
         let steps = &self.steps[ctx.first_step..];
         if steps.len() != ctx.tags.len() || steps.len() < 2 {
             return;
