@@ -9,7 +9,8 @@
 //! into a caller-owned `gemmkit::Workspace` (one per [`crate::Workspace`]): after the first
 //! call has grown it, a product allocates nothing (the `gemm` crate allocates its packing
 //! buffers on every call). It selects AVX-512 or AVX2+FMA kernels at run time. Products with
-//! a unit dimension (a minibatch of 1) take [`crate::thin`]'s loops instead.
+//! a unit dimension (a minibatch of 1) take [`crate::thin`]'s loops instead, and small products
+//! whose operands are both contiguous along `k` (`x·Wᵀ`) [`crate::dots`]' tiles.
 
 /// Shape, strides (in elements) and threading of one product `dst = lhs · rhs`, where
 /// `lhs` is `m×k` and `rhs` is `k×n` after the `ta`/`tb` flags were turned into strides.
@@ -75,7 +76,7 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
             csc: d.dst_cs,
         };
         // SAFETY: as for the library call below.
-        if unsafe { crate::thin::run(&p) } {
+        if unsafe { crate::thin::run(&p) || crate::dots::run(&p) } {
             return;
         }
     }

@@ -37,6 +37,7 @@
 //! NaN (a NaN row for `onehot`) instead of an error, never an out-of-bounds read.
 
 mod alloc;
+mod dots;
 mod emit;
 mod gemm;
 mod inplace;

@@ -1,0 +1,167 @@
+//! Products whose two operands are contiguous along the contracted axis, `c = a·bᵀ` with `a`
+//! and `b` row-major (the forward `x·W1ᵀ` of a dense layer), as register-tiled dot products.
+//!
+//! gemmkit copies an operand into its micropanels with a plain copy only when the operand is
+//! contiguous along its *other* axis; here both are contiguous along `k`, so it packs both one
+//! element at a time. At the MNIST forward product that pack took about half of the product's
+//! time at minibatch 32 (issue 5 note). A dot-product tile needs no pack: a 4×4 tile of `c`
+//! keeps 16 AVX-512 accumulators, and each step along `k` loads 4 rows of `a` and 4 of `b`
+//! (16 floats each) for 16 FMAs. (3×8, 2×12, 4×6 and 8×3 tiles measured slower.)
+
+use crate::thin::Prod;
+
+/// Products up to this many multiply-adds are taken here; above it gemmkit's blocked kernels
+/// amortize their pack. Measured on the MNIST train step (one thread, 16 interleaved runs
+/// each): batch 32 (6.4 M for `x·W1ᵀ`) 0.76× the step time with this path, batch 128
+/// (25.7 M) 1.08×, so the cut lies between.
+const MAX_WORK: usize = 16 << 20;
+
+/// Runs `p` if both operands are contiguous along `k` (`csa = 1`, `rsb = 1`) and the CPU has
+/// AVX-512; `false` (nothing written) otherwise. With `beta = 0`, `c` is not read.
+///
+/// # Safety
+/// As for the GEMM library: every element the shapes and strides reach is inside its buffer,
+/// and `c` does not overlap `a` or `b`.
+pub(crate) unsafe fn run(p: &Prod) -> bool {
+    if p.csa != 1 || p.rsb != 1 || p.k < 16 || p.m.saturating_mul(p.n).saturating_mul(p.k) > MAX_WORK {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; the caller's contract.
+        unsafe { run_avx512(p) };
+        return true;
+    }
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_avx512(p: &Prod) {
+    // SAFETY: the caller's contract.
+    unsafe { run_tiles::<4, 4>(p) }
+}
+
+/// Every `R×C` tile of `c`, then the edge rows and columns one at a time. The loop over
+/// the rows of `a` is inside the loop over column tiles, so the `C` rows of `b` stay in L1
+/// while `a` streams.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_tiles<const R: usize, const C: usize>(p: &Prod) {
+    let (mr, nc) = (p.m / R * R, p.n / C * C);
+    // SAFETY (every call): the tile's rows of `a`, columns of `b` and elements of `c` are
+    // inside the product (caller's contract).
+    unsafe {
+        for j in (0..nc).step_by(C) {
+            for i in (0..mr).step_by(R) {
+                tile::<R, C>(p, i, j);
+            }
+            for i in mr..p.m {
+                tile::<1, C>(p, i, j);
+            }
+        }
+        for j in nc..p.n {
+            for i in (0..mr).step_by(R) {
+                tile::<R, 1>(p, i, j);
+            }
+            for i in mr..p.m {
+                tile::<1, 1>(p, i, j);
+            }
+        }
+    }
+}
+
+/// The `R×C` tile of `c` at `(i, j)`: `R·C` accumulators over `k`, the last partial step with
+/// masked loads, then one horizontal sum each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const R: usize, const C: usize>(p: &Prod, i: usize, j: usize) {
+    use std::arch::x86_64::*;
+    let a: [*const f32; R] = std::array::from_fn(|r| p.a.wrapping_offset((i + r) as isize * p.rsa));
+    let b: [*const f32; C] = std::array::from_fn(|c| p.b.wrapping_offset((j + c) as isize * p.csb));
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let mut q = 0;
+    // SAFETY: rows `i..i+R` of `a` and columns `j..j+C` of `b` hold `k` contiguous elements;
+    // full loads stay below `k`, the masked ones read only lanes below `k`.
+    unsafe {
+        while q + 16 <= p.k {
+            let mut bv = [_mm512_setzero_ps(); C];
+            for c in 0..C {
+                bv[c] = _mm512_loadu_ps(b[c].add(q));
+            }
+            for r in 0..R {
+                let av = _mm512_loadu_ps(a[r].add(q));
+                for c in 0..C {
+                    acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+                }
+            }
+            q += 16;
+        }
+        if q < p.k {
+            let mask: __mmask16 = (1u32 << (p.k - q)) as u16 - 1;
+            let mut bv = [_mm512_setzero_ps(); C];
+            for c in 0..C {
+                bv[c] = _mm512_maskz_loadu_ps(mask, b[c].add(q));
+            }
+            for r in 0..R {
+                let av = _mm512_maskz_loadu_ps(mask, a[r].add(q));
+                for c in 0..C {
+                    acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                let s = p.alpha * _mm512_reduce_add_ps(v);
+                let dst = p.c.offset((i + r) as isize * p.rsc + (j + c) as isize * p.csc);
+                *dst = if p.beta == 0.0 { s } else { p.beta.mul_add(*dst, s) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_and_edges_match_the_definition() {
+        for (m, n, k, beta) in
+            [(4, 4, 16, 0.0), (7, 5, 37, 0.0), (32, 256, 784, 0.5), (1, 9, 16, 1.0), (13, 3, 100, -1.0)]
+        {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1).collect();
+            let b: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.1).collect();
+            let c0: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
+            let mut c = c0.clone();
+            let p = Prod {
+                m,
+                n,
+                k,
+                alpha: -0.5,
+                beta,
+                a: a.as_ptr(),
+                rsa: k as isize,
+                csa: 1,
+                b: b.as_ptr(),
+                rsb: 1,
+                csb: k as isize,
+                c: c.as_mut_ptr(),
+                rsc: n as isize,
+                csc: 1,
+            };
+            // SAFETY: the buffers hold every element the shapes and strides reach.
+            if !unsafe { run(&p) } {
+                continue; // no AVX-512 here: the library takes the product.
+            }
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k).map(|q| a[i * k + q] as f64 * b[j * k + q] as f64).sum();
+                    let want = -0.5 * dot + beta as f64 * c0[i * n + j] as f64;
+                    let got = c[i * n + j] as f64;
+                    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{m}x{n}x{k} ({i},{j}): {got} vs {want}");
+                }
+            }
+        }
+    }
+}
