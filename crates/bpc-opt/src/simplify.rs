@@ -13,7 +13,10 @@
 //! - `log(exp x)` → `x`: the rewritten form is the exact one (no rounding, no overflow of
 //!   `exp` to inf for `x > 88`);
 //! - `sqrt(x)^2` and `sqrt(x) * sqrt(x)` → `x` where `x >= 0` is known ([`nonneg`]): the
-//!   unrewritten form is within 1 ulp of `x` (and NaN for negative `x`, hence the condition).
+//!   unrewritten form is within 1 ulp of `x` (and NaN for negative `x`, hence the condition);
+//! - `q / b` where `q = 1 / b` → `q * q`: the adjoint of `1 / b` (the lecture's sigmoid gate
+//!   `1 / (1 + e^-z)`) without its second division; both forms round twice, so they agree to
+//!   about 1 ulp, and zeros, infinities and NaN come out the same.
 
 use bpc_ir::{BinaryOp, Function, Inst, ReduceOp, UnaryOp, Value};
 
@@ -46,6 +49,12 @@ fn rewrite(out: &Function, inst: &Inst, src: &Function, v: Value) -> Option<Rewr
         Inst::Binary { op: BinaryOp::StrongMul, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
         Inst::Binary { op: BinaryOp::StrongMul, lhs, rhs } if is(lhs, 1.0) => Some(V(rhs)),
         Inst::Binary { op: BinaryOp::Div, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
+        Inst::Binary { op: BinaryOp::Div, lhs, rhs } => match *out.inst(lhs) {
+            Inst::Binary { op: BinaryOp::Div, lhs: one, rhs: b } if b == rhs && is(one, 1.0) => {
+                Some(I(Inst::Binary { op: BinaryOp::Mul, lhs, rhs: lhs }))
+            }
+            _ => None,
+        },
         Inst::Binary { op: BinaryOp::Sub, lhs, rhs } if is(rhs, 0.0) => Some(V(lhs)),
         Inst::Binary { op: BinaryOp::Add, lhs, rhs } if is(rhs, 0.0) => Some(V(lhs)),
         Inst::Binary { op: BinaryOp::Add, lhs, rhs } if is(lhs, 0.0) => Some(V(rhs)),
