@@ -487,6 +487,15 @@ pub(crate) fn body(e: &mut Em, x: &Expr, ins: &[Value], at: Option<&At>) -> Valu
                 Fn1::FiniteOr0 => e.finite_or_0(a),
             }
         }
+        Expr::Bin(Fn2::Ir(BinaryOp::StrongMul), a, b) if nonzero(a) || nonzero(b) => {
+            // A nonzero constant factor is never a strong zero: only the other one is tested.
+            let (x, y) = (body(e, a, ins, at), body(e, b, ins, at));
+            let t = if nonzero(a) { y } else { x };
+            let p = e.mul(x, y);
+            let zero = e.c(0.0);
+            let z = e.cmp(FloatCC::Equal, t, zero);
+            e.b.ins().band_not(p, z)
+        }
         Expr::Bin(f, a, b) => {
             let (a, b) = (body(e, a, ins, at), body(e, b, ins, at));
             match f {
@@ -518,6 +527,11 @@ pub(crate) fn body(e: &mut Em, x: &Expr, ins: &[Value], at: Option<&At>) -> Valu
             acc
         }
     }
+}
+
+/// A constant that is not `±0` (NaN included: `NaN == 0` is false, as in `strong_mul`).
+fn nonzero(x: &Expr) -> bool {
+    matches!(x, Expr::Const(c) if f32::from_bits(*c) != 0.0)
 }
 
 /// The code-generation rule of each unary op.

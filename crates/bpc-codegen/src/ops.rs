@@ -82,7 +82,7 @@ impl Planner<'_> {
         let last = z.dims.len() - 1;
         let (m, s) = self.lse_parts(&z, &[last], out.dims.clone(), out.batched);
         let log_s = self.scratch(out.dims.clone(), out.batched);
-        self.push_loop(&log_s, &[s.clone()], Expr::un(UnaryOp::Log, Expr::In(0)), None);
+        self.push_loop(&log_s, std::slice::from_ref(&s), Expr::un(UnaryOp::Log, Expr::In(0)), None);
         self.log_memo.push((s, log_s.clone()));
         let classes = z.dims[last];
         let (z_row, z) = match rows_stride(&z.dims[..last], &z.strides[..last]) {

@@ -131,14 +131,19 @@ pub(crate) fn reduce_row(
     if tail > 0 {
         let ins = inputs(e, &p, 16 * singles as i32, tail);
         let x = body(e, &k.body, &ins, None);
-        let mask = lane_mask(e, tail);
-        let ident = e.c(acc.identity());
-        let x = e.sel(mask, x, ident);
+        // A one-element row only ever reads lane 0: no mask, no horizontal step.
+        let x = if n == 1 {
+            x
+        } else {
+            let mask = lane_mask(e, tail);
+            let ident = e.c(acc.identity());
+            e.sel(mask, x, ident)
+        };
         st = Some(add_to(e, acc, st, x));
     }
     let st = st.unwrap_or_else(|| init(e, acc));
     let v = value(e, acc, &st);
-    let h = e.horizontal(v, |e, a, b| combine(e, acc, a, b));
+    let h = if n == 1 { v } else { e.horizontal(v, |e, a, b| combine(e, acc, a, b)) };
     let r = if k.init {
         h
     } else {
