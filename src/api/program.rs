@@ -276,7 +276,7 @@ impl Program {
     /// declaration) or a loss that is not a scalar; [`ErrorKind::Call`] if `batch` is 0.
     pub fn value_and_grad(&self, wrt: &[&str], batch: usize) -> Result<ValueAndGrad, Error> {
         let vg = self.model.value_and_grad(wrt)?;
-        let func = bpc_opt::optimize(&vg, self.options.opt_level);
+        let func = bpc_opt::optimize_for_batch(&vg, self.options.opt_level, batch);
         Ok(ValueAndGrad::new(Native::compile(self, func, batch, Outs::Grads)?))
     }
 
@@ -294,7 +294,7 @@ impl Program {
     /// [`ErrorKind::Call`] if `batch` is 0.
     pub fn train_step(&self, batch: usize) -> Result<TrainStep, Error> {
         let step = self.model.train_step()?;
-        let func = bpc_opt::optimize(&step, self.options.opt_level);
+        let func = bpc_opt::optimize_for_batch(&step, self.options.opt_level, batch);
         Ok(TrainStep::new(Native::compile(self, func, batch, Outs::None)?))
     }
 
@@ -307,7 +307,7 @@ impl Program {
     /// [`ErrorKind::Call`] if `batch` is 0.
     pub fn hvp(&self, batch: usize) -> Result<Hvp, Error> {
         let h = self.model.hvp()?;
-        let func = bpc_opt::optimize(&h, self.options.opt_level);
+        let func = bpc_opt::optimize_for_batch(&h, self.options.opt_level, batch);
         let native = Native::compile(self, func, batch, Outs::Grads)?;
         // `H·v` is written over a slab laid out like the params.
         for (spec, range) in native.out_layout() {

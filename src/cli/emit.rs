@@ -36,7 +36,7 @@ pub fn run(path: &Path, stage: Stage, opts: &EmitOptions) -> Result<(), Error> {
         }
         Stage::Clif | Stage::Stats => {
             let unfused = bpc::opt::optimize(&model.train_step()?, OptLevel::O1);
-            let step = bpc::opt::optimize(&model.train_step()?, level);
+            let step = bpc::opt::optimize_for_batch(&model.train_step()?, level, batch);
             let copts = Options { keep_clif: stage == Stage::Clif, ..Options::default() };
             let native = bpc::codegen::compile_with(&step, batch, &copts)
                 .map_err(|e| Error::msg(format!("{}: code generation failed: {}", model.source.path, e.0)))?;
@@ -94,8 +94,8 @@ fn stats(model: &Model, step: &bpc::Function, native: &bpc::Compiled, level: Opt
     let io: usize = native.args().iter().chain(native.results()).map(|b| b.len * 4).sum();
     let (level, passes) = match level {
         OptLevel::O0 => ("-O0", "none: one kernel per instruction, one arena buffer per value"),
-        OptLevel::O1 => ("-O1", "dce cse fold simplify hoist; arena buffers shared by liveness"),
-        OptLevel::O2 => ("-O2", "dce cse fold simplify hoist fuse; arena buffers shared by liveness"),
+        OptLevel::O1 => ("-O1", "dce cse fold simplify hoist, bind B, again; arena buffers shared by liveness"),
+        OptLevel::O2 => ("-O2", "dce cse fold simplify hoist, bind B, again, fuse; arena buffers shared by liveness"),
     };
     let groups = step.kernels.as_deref().unwrap_or_default();
     let into_gemm = groups.iter().filter(|k| k.kind == bpc::ir::KernelKind::Gemm).count();

@@ -19,12 +19,16 @@
 //! - [`fuse`]: groups values into fused kernels (`bpc_ir::fusion`) and schedules them, so
 //!   code generation computes each group in one loop nest and stores only its outputs.
 //!
+//! [`optimize_for_batch`] also binds `batch_size` to the compiled minibatch size
+//! ([`bind_batch_size`]) between the classic passes and fusion.
+//!
 //! [`adjoint_residuals`] is an analysis, not a pass: the forward activations the adjoint
 //! reads, the yardstick `--emit stats` holds the arena against.
 //!
 //! Every rewrite keeps what the function computes to float32 rounding; the fusion pass keeps
 //! it exactly (kernels only group values). `-O0` runs none of them.
 
+mod batch;
 mod cse;
 mod dce;
 mod fold;
@@ -35,11 +39,12 @@ mod residuals;
 mod rewrite;
 mod simplify;
 
+pub use batch::bind_batch_size;
 pub use cse::eliminate_common_subexpressions;
 pub use dce::eliminate_dead_code;
 pub use fold::fold_constants;
 pub use fuse::fuse;
 pub use hoist::hoist_shared;
-pub use pipeline::{OptLevel, optimize};
+pub use pipeline::{OptLevel, optimize, optimize_for_batch};
 pub use residuals::{adjoint_residual_bytes, adjoint_residuals};
 pub use simplify::simplify;

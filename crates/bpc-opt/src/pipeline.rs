@@ -2,6 +2,7 @@
 
 use bpc_ir::{Function, verify};
 
+use crate::batch::bind_batch_size;
 use crate::cse::eliminate_common_subexpressions;
 use crate::dce::eliminate_dead_code;
 use crate::fold::fold_constants;
@@ -35,14 +36,47 @@ pub enum OptLevel {
 /// In debug builds, if a pass produces IR the verifier rejects (a compiler bug), naming the
 /// pass.
 pub fn optimize(func: &Function, level: OptLevel) -> Function {
+    optimize_at(func, level, None)
+}
+
+/// [`optimize`] for a function compiled at minibatch size `batch` (what `bpc_codegen::compile`
+/// is given): after the classic passes, `batch_size` is bound to `batch`
+/// ([`bind_batch_size`]) and they run again, so `1 / B` is a constant and, at `B = 1`, the
+/// batch mean's cotangent costs nothing. `--emit opt` prints [`optimize`]'s symbolic form.
+/// A `batch` of 0 (which code generation refuses) leaves `batch_size` symbolic.
+///
+/// # Panics
+/// As [`optimize`].
+pub fn optimize_for_batch(func: &Function, level: OptLevel, batch: usize) -> Function {
+    optimize_at(func, level, Some(batch))
+}
+
+fn optimize_at(func: &Function, level: OptLevel, batch: Option<usize>) -> Function {
     let mut f = func.clone();
     f.kernels = None;
     if level == OptLevel::O0 {
         return f;
     }
     f = run_pass(&f, "dce", eliminate_dead_code);
-    // Each rewrite exposes more of the others (a folded constant is a `x * 1`; a hoisted sum
-    // is a `(a / B) · B`): iterate to a fixed point, which is reached in a few rounds.
+    f = classic_passes(f);
+    // Hoisting matches `(a / B) · B` with `B` symbolic: bind the batch size after it.
+    if let Some(b) = batch.filter(|&b| b > 0) {
+        f = bind_batch_size(&f, b);
+        f = classic_passes(f);
+    }
+    f = match level {
+        OptLevel::O2 => run_pass(&f, "fuse", fuse),
+        OptLevel::O0 | OptLevel::O1 => {
+            f.kernels = Some(Vec::new());
+            f
+        }
+    };
+    f
+}
+
+/// The classic passes to a fixed point: each rewrite exposes more of the others (a folded
+/// constant is a `x * 1`; a hoisted sum is a `(a / B) · B`), reached in a few rounds.
+fn classic_passes(mut f: Function) -> Function {
     for _ in 0..4 {
         let before = f.to_string();
         f = run_pass(&f, "cse", eliminate_common_subexpressions);
@@ -54,13 +88,6 @@ pub fn optimize(func: &Function, level: OptLevel) -> Function {
             break;
         }
     }
-    f = match level {
-        OptLevel::O2 => run_pass(&f, "fuse", fuse),
-        OptLevel::O0 | OptLevel::O1 => {
-            f.kernels = Some(Vec::new());
-            f
-        }
-    };
     f
 }
 
@@ -78,7 +105,8 @@ fn run_pass(func: &Function, name: &str, pass: fn(&Function) -> Function) -> Fun
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bpc_ir::read;
+    use bpc_ir::interp::results;
+    use bpc_ir::{Inst, Tensor, interpret, read};
 
     const TEXT: &str = "\
 function f {
@@ -94,6 +122,49 @@ function f {
     fn o0_runs_nothing() {
         let f = read(TEXT).unwrap();
         assert_eq!(optimize(&f, OptLevel::O0), f);
+    }
+
+    /// Binding the batch size keeps every result, at the batch it was bound to (f64
+    /// interpreter; the rewrites round differently, hence the tolerance).
+    #[test]
+    fn optimize_for_batch_keeps_results() {
+        let text = include_str!("../tests/filetests/batch1.ir");
+        let input: String = text
+            .split("; after")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with(';'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let f = read(&input).unwrap();
+        for batch in [1, 3] {
+            let args: Vec<Tensor> = (0..5)
+                .map(|a| {
+                    Tensor::new(
+                        [batch],
+                        (0..batch).map(|i| [2.0, -1.0, -3.0, -2.0, -3.0][a] + 0.25 * i as f64).collect::<Vec<_>>(),
+                    )
+                })
+                .collect();
+            let want = interpret(&f, batch, &args).unwrap();
+            let bound = optimize_for_batch(&f, OptLevel::O2, batch);
+            assert!(!bound.values().any(|v| *bound.inst(v) == Inst::BatchSize), "{bound}");
+            let got = interpret(&bound, batch, &args).unwrap();
+            for ((name, w), (_, g)) in results(&f, &want).into_iter().zip(results(&bound, &got)) {
+                for (a, b) in w.data.iter().zip(&g.data) {
+                    assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{name} at batch {batch}: {a} vs {b}");
+                }
+            }
+        }
+        // The lecture's point: value 0.7310586, d/dw0 = -0.1966119.
+        let bound = optimize_for_batch(&f, OptLevel::O2, 1);
+        let one = interpret(&bound, 1, &[2.0, -1.0, -3.0, -2.0, -3.0].map(|x| Tensor::new([1], vec![x]))).unwrap();
+        let r = results(&bound, &one);
+        assert!(
+            (r[0].1.data[0] - 0.7310585786300049).abs() < 1e-15 && (r[1].1.data[0] + 0.19661193324148185).abs() < 1e-15,
+            "{r:?}"
+        );
     }
 
     #[test]

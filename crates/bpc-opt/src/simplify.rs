@@ -10,6 +10,9 @@
 //! Exact in real arithmetic, documented deviations in floating point:
 //! - `x + 0`, `0 + x` → `x`: differs only for `x = -0` (gives `-0` where IEEE gives `+0`);
 //!   `strong_mul(x, 1)` → `x` likewise (the strong product gives `+0` for `x = -0`);
+//!   `strong_mul(x, c)` → `x * c` for a constant `c` finite and nonzero in `f32` (the guard only
+//!   matters for a zero or non-finite factor; `±0 · c` keeps IEEE's sign where the strong
+//!   product gives `+0`), e.g. the batch mean's cotangent `1 / B` once `B` is bound;
 //! - `log(exp x)` → `x`: the rewritten form is the exact one (no rounding, no overflow of
 //!   `exp` to inf for `x > 88`);
 //! - `sqrt(x)^2` and `sqrt(x) * sqrt(x)` → `x` where `x >= 0` is known ([`nonneg`]): the
@@ -41,6 +44,8 @@ enum Rewrite {
 
 fn rewrite(out: &Function, inst: &Inst, src: &Function, v: Value) -> Option<Rewrite> {
     let is = |x: Value, c: f64| constant(out, x).is_some_and(|k| k == c && k.is_sign_positive());
+    // A factor that makes the strong product an IEEE one (as the f32 the code multiplies by).
+    let plain = |x: Value| constant(out, x).is_some_and(|k| (k as f32).is_finite() && k as f32 != 0.0);
     let same_type = |x: Value| *out.ty(x) == *src.ty(v);
     use Rewrite::{Inst as I, Value as V};
     match *inst {
@@ -48,6 +53,9 @@ fn rewrite(out: &Function, inst: &Inst, src: &Function, v: Value) -> Option<Rewr
         Inst::Binary { op: BinaryOp::Mul, lhs, rhs } if is(lhs, 1.0) => Some(V(rhs)),
         Inst::Binary { op: BinaryOp::StrongMul, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
         Inst::Binary { op: BinaryOp::StrongMul, lhs, rhs } if is(lhs, 1.0) => Some(V(rhs)),
+        Inst::Binary { op: BinaryOp::StrongMul, lhs, rhs } if plain(rhs) || plain(lhs) => {
+            Some(I(Inst::Binary { op: BinaryOp::Mul, lhs, rhs }))
+        }
         Inst::Binary { op: BinaryOp::Div, lhs, rhs } if is(rhs, 1.0) => Some(V(lhs)),
         Inst::Binary { op: BinaryOp::Div, lhs, rhs } => match *out.inst(lhs) {
             Inst::Binary { op: BinaryOp::Div, lhs: one, rhs: b } if b == rhs && is(one, 1.0) => {

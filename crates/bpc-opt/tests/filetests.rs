@@ -1,12 +1,12 @@
 //! Golden filetests of the passes: every `tests/filetests/*.ir` file names a pass in its
-//! first line (`; test cse`), then holds the input function, `; after`, and the function the
+//! first line (`; test cse`; `; test O2 batch 1` is `-O2` compiled at minibatch size 1), then holds the input function, `; after`, and the function the
 //! pass must print. `BPC_BLESS=1 cargo test -p bpc-opt --test filetests` rewrites the
 //! expected part from what the pass gives. Every output is also verified and read back.
 
 use std::path::Path;
 
 use bpc_ir::{Function, read, verify};
-use bpc_opt::{OptLevel, optimize};
+use bpc_opt::{OptLevel, optimize, optimize_for_batch};
 
 fn run_pass(name: &str, f: &Function) -> Function {
     match name {
@@ -18,7 +18,10 @@ fn run_pass(name: &str, f: &Function) -> Function {
         "fuse" => bpc_opt::fuse(f),
         "O1" => optimize(f, OptLevel::O1),
         "O2" => optimize(f, OptLevel::O2),
-        other => panic!("unknown pass `{other}`"),
+        other => match other.strip_prefix("O2 batch ").and_then(|b| b.parse().ok()) {
+            Some(batch) => optimize_for_batch(f, OptLevel::O2, batch),
+            None => panic!("unknown pass `{other}`"),
+        },
     }
 }
 
