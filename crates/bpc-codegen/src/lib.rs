@@ -115,11 +115,12 @@ impl Default for Options {
     }
 }
 
-/// Measured on the shared 2-vCPU dev VM (`examples/measure.rs gemm`, load ≈ 1.8 from other
-/// builds): gemm's `Rayon(2)` ran at 0.6–1.07× of one thread for every product up to 512³,
-/// so only products of 32M multiply-adds and more (e.g. the batch-1024 MNIST layers) are
-/// split. Re-measure on a quiet machine with more cores.
-pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 25;
+/// Measured on the shared 2-vCPU VM with the MNIST train step at 2 threads (whole-process
+/// A/B, 12 interleaved runs, against the earlier 32M cut): batch 128 (its two large products
+/// have 25.7M multiply-adds) took 0.66× the time split over two threads; batch 64 (12.8M)
+/// 1.14× and batch 32 (6.4M) 1.18× when split, so the cut is 16M: the batch-128 and
+/// batch-1024 layers are split, smaller products stay on the calling thread.
+pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 24;
 
 /// What a compiled function is made of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
