@@ -145,12 +145,12 @@ impl Compiled {
         let (arg_ptrs, result_ptrs) = ws.ptrs.split_at_mut(self.args.len());
         let mut ok = true;
         for ((info, a), slot) in self.args.iter().zip(args.iter_mut()).zip(arg_ptrs) {
-            let (ptr, len, kind_ok) = match a {
-                Arg::F32(s) => (s.as_ptr() as usize, s.len(), info.dtype == DType::F32 && !info.updated),
-                Arg::F32Mut(s) => (s.as_mut_ptr() as usize, s.len(), info.dtype == DType::F32),
-                Arg::I32(s) => (s.as_ptr() as usize, s.len(), info.dtype == DType::I32),
+            let (len, kind_ok) = a.check(info);
+            *slot = match a {
+                Arg::F32(s) => s.as_ptr() as usize,
+                Arg::F32Mut(s) => s.as_mut_ptr() as usize,
+                Arg::I32(s) => s.as_ptr() as usize,
             };
-            *slot = ptr;
             ok &= kind_ok & (len == info.len);
         }
         for ((info, r), slot) in self.results.iter().zip(results.iter_mut()).zip(result_ptrs) {
@@ -181,11 +181,7 @@ impl Compiled {
             format!("expected {} result buffers, got {}", self.results.len(), results.len())
         } else {
             let arg = self.args.iter().zip(args).find_map(|(info, a)| {
-                let (len, kind_ok) = match a {
-                    Arg::F32(s) => (s.len(), info.dtype == DType::F32 && !info.updated),
-                    Arg::F32Mut(s) => (s.len(), info.dtype == DType::F32),
-                    Arg::I32(s) => (s.len(), info.dtype == DType::I32),
-                };
+                let (len, kind_ok) = a.check(info);
                 if !kind_ok {
                     let want = match (info.dtype, info.updated) {
                         (DType::I32, _) => "Arg::I32",
@@ -208,6 +204,17 @@ impl Compiled {
 }
 
 impl Arg<'_> {
+    /// The buffer's length, and whether its kind may be passed for `info` (an updated param
+    /// must be `F32Mut`, the dtype must match): the one rule `run` and `refusal` share.
+    #[inline]
+    fn check(&self, info: &BufferInfo) -> (usize, bool) {
+        match self {
+            Arg::F32(s) => (s.len(), info.dtype == DType::F32 && !info.updated),
+            Arg::F32Mut(s) => (s.len(), info.dtype == DType::F32),
+            Arg::I32(s) => (s.len(), info.dtype == DType::I32),
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Arg::F32(_) => "Arg::F32",
