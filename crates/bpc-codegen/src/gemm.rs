@@ -11,6 +11,19 @@
 //! buffers on every call). It selects AVX-512 or AVX2+FMA kernels at run time. Products with
 //! a unit dimension (a minibatch of 1) take [`crate::thin`]'s loops instead, and small products
 //! whose operands are both contiguous along `k` (`x·Wᵀ`) [`crate::dots`]' tiles.
+//!
+//! On several threads, large products use gemmkit's own parallel loops; mid-sized ones are
+//! split by the owner-computes rule ([`Split::Owner`]), each pool thread always taking the
+//! same rows of the product's largest operand, so that a weight matrix stays divided between
+//! the cores' private caches across the forward product and its update.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+
+use crate::plan::Split;
+use crate::thin::Prod;
 
 /// Shape, strides (in elements) and threading of one product `dst = lhs · rhs`, where
 /// `lhs` is `m×k` and `rhs` is `k×n` after the `ta`/`tb` flags were turned into strides.
@@ -28,6 +41,8 @@ pub(crate) struct GemmDesc {
     pub rhs_cs: isize,
     /// 1 runs on the calling thread; more uses rayon with that many threads.
     pub threads: usize,
+    /// How a product with `threads > 1` is split.
+    pub split: Split,
     /// `dst = alpha·s·(lhs·rhs) + beta·t·dst`, `s` and `t` the runtime scales (1 without);
     /// with `beta = 0` the destination is not read. A fused SGD update `W − lr·(dYᵀX)` is
     /// `alpha = −1`, `s = lr`, `beta = 1` with `dst = W`; a momentum buffer's
@@ -58,50 +73,137 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
     let s = if scale.is_null() { 1.0 } else { unsafe { *scale } };
     // SAFETY: as `scale`.
     let t = if beta_scale.is_null() { 1.0 } else { unsafe { *beta_scale } };
+    let p = Prod {
+        m: d.m,
+        n: d.n,
+        k: d.k,
+        alpha: d.alpha * s,
+        beta: d.beta * t,
+        a: lhs,
+        rsa: d.lhs_rs,
+        csa: d.lhs_cs,
+        b: rhs,
+        rsb: d.rhs_rs,
+        csb: d.rhs_cs,
+        c: dst,
+        rsc: d.dst_rs,
+        csc: d.dst_cs,
+    };
+    // SAFETY (all three): shapes and strides were checked when the function was compiled,
+    // and the caller's buffers were length-checked by `Compiled::run`.
     if d.threads <= 1 {
-        let p = crate::thin::Prod {
-            m: d.m,
-            n: d.n,
-            k: d.k,
-            alpha: d.alpha * s,
-            beta: d.beta * t,
-            a: lhs,
-            rsa: d.lhs_rs,
-            csa: d.lhs_cs,
-            b: rhs,
-            rsb: d.rhs_rs,
-            csb: d.rhs_cs,
-            c: dst,
-            rsc: d.dst_rs,
-            csc: d.dst_cs,
-        };
-        // SAFETY: as for the library call below.
-        if unsafe { crate::thin::run(&p) || crate::dots::run(&p) } {
-            return;
+        unsafe { serial(&p, ws) }
+    } else if d.split == Split::Owner {
+        match owner_axis(&p, d.threads) {
+            Some((axis, step)) => unsafe { owner_split(&p, axis, step) },
+            None => unsafe { serial(&p, ws) },
+        }
+    } else {
+        unsafe { library(&p, ws, gemmkit::Parallelism::Rayon(d.threads)) }
+    }
+}
+
+/// One product on the calling thread: [`crate::thin`]'s loops for a unit dimension,
+/// [`crate::dots`]' tiles for small `x·Wᵀ`, gemmkit otherwise.
+///
+/// # Safety
+/// As [`bpc_gemm`]: every element the shapes and strides reach is inside its buffer, and the
+/// destination does not overlap the operands.
+unsafe fn serial(p: &Prod, ws: &mut gemmkit::Workspace) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if !(crate::thin::run(p) || crate::dots::run(p)) {
+            library(p, ws, gemmkit::Parallelism::Serial)
         }
     }
-    let par = if d.threads > 1 { gemmkit::Parallelism::Rayon(d.threads) } else { gemmkit::Parallelism::Serial };
-    // SAFETY: shapes and strides were checked when the function was compiled, and the
-    // caller's buffers were length-checked by `Compiled::run`.
+}
+
+/// # Safety
+/// As [`serial`].
+unsafe fn library(p: &Prod, ws: &mut gemmkit::Workspace, par: gemmkit::Parallelism) {
+    // SAFETY: the caller's contract.
     unsafe {
         gemmkit::gemm_unchecked_with(
-            ws,
-            d.m,
-            d.k,
-            d.n,
-            d.alpha * s,
-            lhs,
-            d.lhs_rs,
-            d.lhs_cs,
-            rhs,
-            d.rhs_rs,
-            d.rhs_cs,
-            d.beta * t,
-            dst,
-            d.dst_rs,
-            d.dst_cs,
-            par,
+            ws, p.m, p.k, p.n, p.alpha, p.a, p.rsa, p.csa, p.b, p.rsb, p.csb, p.beta, p.c, p.rsc, p.csc, par,
         )
+    }
+}
+
+/// The destination dimension an owner-computes split cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Axis {
+    M,
+    N,
+}
+
+/// The axis that cuts the largest of `c`, `a` and `b` into blocks of whole rows (in memory
+/// order), and the block length for `threads` blocks (whole 16-lane vectors where the axis
+/// allows); `None` if that matrix's rows run along `k` (which cannot be cut without a
+/// reduction across threads) or the axis is too short for two blocks.
+fn owner_axis(p: &Prod, threads: usize) -> Option<(Axis, usize)> {
+    let outer = |rs: isize, cs: isize, along_rows, along_cols| {
+        if rs.unsigned_abs() >= cs.unsigned_abs() { along_rows } else { along_cols }
+    };
+    let axis = [
+        (p.m * p.n, outer(p.rsc, p.csc, Some(Axis::M), Some(Axis::N))),
+        (p.m * p.k, outer(p.rsa, p.csa, Some(Axis::M), None)),
+        (p.k * p.n, outer(p.rsb, p.csb, None, Some(Axis::N))),
+    ]
+    .into_iter()
+    .max_by_key(|c| c.0)
+    .and_then(|c| c.1)?;
+    let len = if axis == Axis::M { p.m } else { p.n };
+    let step = len.div_ceil(threads.min(64)).next_multiple_of(16);
+    (step < len).then_some((axis, step))
+}
+
+/// The rows `[i0, i1)` (along `axis`) of the product.
+fn block(p: &Prod, axis: Axis, i0: usize, i1: usize) -> Prod {
+    let o = i0 as isize;
+    match axis {
+        Axis::M => Prod { m: i1 - i0, a: p.a.wrapping_offset(o * p.rsa), c: p.c.wrapping_offset(o * p.rsc), ..*p },
+        Axis::N => Prod { n: i1 - i0, b: p.b.wrapping_offset(o * p.csb), c: p.c.wrapping_offset(o * p.csc), ..*p },
+    }
+}
+
+thread_local! {
+    /// Each pool thread's packing memory for its blocks of owner-split products.
+    static POOL_WS: RefCell<gemmkit::Workspace> = const { RefCell::new(gemmkit::Workspace::new()) };
+}
+
+/// The product cut along `axis` into blocks of `step` rows, block `i` run by rayon thread `i`
+/// when it is free: the same thread takes the same block, and the same rows of a weight
+/// matrix, in every product of the same shape.
+///
+/// # Safety
+/// As [`serial`].
+unsafe fn owner_split(p: &Prod, axis: Axis, step: usize) {
+    let len = if axis == Axis::M { p.m } else { p.n };
+    let parts = len.div_ceil(step);
+    let claimed = AtomicU64::new(0);
+    let shared = Shared(p);
+    (0..parts).into_par_iter().for_each(|_| {
+        let p = shared.get();
+        let own = rayon::current_thread_index().unwrap_or(0) % parts;
+        for i in std::iter::once(own).chain(0..parts) {
+            if claimed.fetch_or(1 << i, Ordering::AcqRel) & (1 << i) == 0 {
+                let b = block(p, axis, i * step, ((i + 1) * step).min(len));
+                // SAFETY: block `i` is inside the caller's product, and no other thread
+                // writes its destination rows (each block is claimed once).
+                POOL_WS.with(|ws| unsafe { serial(&b, &mut ws.borrow_mut()) });
+            }
+        }
+    });
+}
+
+/// The product, shared with the pool threads.
+struct Shared<'a>(&'a Prod);
+// SAFETY: the pool threads read the descriptor and write disjoint blocks of its destination
+// while `owner_split` waits for them.
+unsafe impl Sync for Shared<'_> {}
+impl Shared<'_> {
+    fn get(&self) -> &Prod {
+        self.0
     }
 }
 

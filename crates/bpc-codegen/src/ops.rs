@@ -6,7 +6,9 @@ use bpc_ir::{ArgId, BinaryOp, Inst, ReduceOp, Shape, UnaryOp, Value};
 
 use crate::kernel::{Expr, Fn1, Kernel};
 use crate::lazy::{Lazy, Pending, Val};
-use crate::plan::{Base, GemmCall, Planner, Ptr, Src, Step, View, expand, index_view, lazy_of, ptr_of, rows_stride};
+use crate::plan::{
+    Base, GemmCall, Planner, Ptr, Split, Src, Step, View, expand, index_view, lazy_of, ptr_of, rows_stride,
+};
 use crate::rows::RowTag;
 
 impl Planner<'_> {
@@ -180,7 +182,14 @@ impl Planner<'_> {
             return;
         }
         let work = m.saturating_mul(n).saturating_mul(k);
-        let threads = if work >= self.gemm.parallel_min { self.gemm.threads.max(1) } else { 1 };
+        let g = self.gemm;
+        let (threads, split) = if work >= g.parallel_min {
+            (g.threads.max(1), Split::Library)
+        } else if work >= g.owner_min {
+            (g.threads.max(1), Split::Owner)
+        } else {
+            (1, Split::Library)
+        };
         let dst_strides = [dst.strides[0], dst.strides[1]];
         let (dst, lhs_strides, rhs_strides) = (ptr_of(dst), lhs_strides, rhs_strides);
         self.steps.push(Step::Gemm(GemmCall {
@@ -194,6 +203,7 @@ impl Planner<'_> {
             rhs,
             rhs_strides,
             threads,
+            split,
             alpha,
             beta,
             scale,

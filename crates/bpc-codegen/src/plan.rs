@@ -112,6 +112,8 @@ pub(crate) struct GemmCall {
     pub rhs_strides: [isize; 2],
     /// 1: on the calling thread; more: split over that many threads.
     pub threads: usize,
+    /// How a product with `threads > 1` is split.
+    pub split: Split,
     pub alpha: f32,
     pub beta: f32,
     pub scale: Option<Ptr>,
@@ -157,8 +159,25 @@ pub(crate) struct Plan {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GemmPolicy {
     pub threads: usize,
-    /// Products of at least this many multiply-adds (`m·n·k`) run on `threads` threads.
+    /// Products of at least this many multiply-adds (`m·n·k`) run on `threads` threads,
+    /// split by the library.
     pub parallel_min: usize,
+    /// Products of at least this many multiply-adds, below `parallel_min`, run on `threads`
+    /// threads split by rows of their largest operand ([`Split::Owner`]).
+    pub owner_min: usize,
+}
+
+/// How a product runs on more than one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Split {
+    /// gemmkit's own parallel loops.
+    Library,
+    /// Owner computes: the largest operand is cut into one block of rows per thread, and
+    /// pool thread `i` always takes block `i`, so a weight matrix that fits the cores'
+    /// private caches stays split between them from one product to the next (the forward
+    /// `x·W1ᵀ` and the update of `W1` touch the same half of `W1` on the same core).
+    Owner,
 }
 
 /// What the optimizer's kernels say about one value.

@@ -112,3 +112,32 @@ fn threaded_products_match() {
         assert_close(&format!("threads {threads}"), &got[0], &want[0], F32_TOL);
     }
 }
+
+/// Owner-computes splits (every product split by rows of its largest operand): the forward
+/// `x·Wᵀ` cut along `W`'s rows (batch 64) or `x`'s rows (batch 512), the weight gradient
+/// `dᵀ·x` cut along its own rows (batch 64) or left whole because its largest operand, `x`,
+/// runs along the contracted axis (batch 512); blocks of 16-lane multiples plus a ragged last
+/// one; 2 and 3 threads.
+#[test]
+fn owner_split_products_match() {
+    let mut b = B::new("owner");
+    let x = b.input("x", &[300]);
+    let d = b.input("d", &[200]);
+    let w = b.param("w", &[200, 300]);
+    let y = b.ins(Inst::MatMul { lhs: x, rhs: w, ta: false, tb: true });
+    let g = b.ins(Inst::MatMul { lhs: d, rhs: x, ta: true, tb: false });
+    b.result("y", y);
+    b.result("g", g);
+    for batch in [64, 512] {
+        let args = random_args(&b.f, batch, 7, &uniform(-1.0, 1.0));
+        let want = run_interp(&b.f, batch, &args);
+        for threads in [2, 3] {
+            let opts = Options { threads, gemm_parallel_min: usize::MAX, owner_split_min: 1, ..Options::default() };
+            let c = compile_with(&b.f, batch, &opts).unwrap();
+            assert_eq!(c.stats().gemm_calls, 2);
+            let got = run_jit(&c, &b.f, &args);
+            assert_close(&format!("y, batch {batch}, threads {threads}"), &got[0], &want[0], dot_tol(300));
+            assert_close(&format!("g, batch {batch}, threads {threads}"), &got[1], &want[1], dot_tol(batch));
+        }
+    }
+}
