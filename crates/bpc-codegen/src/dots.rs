@@ -77,7 +77,9 @@ unsafe fn run_tiles<const R: usize, const C: usize>(p: &Prod) {
 }
 
 /// The `R×C` tile of `c` at `(i, j)`: `R·C` accumulators over `k`, the last partial step with
-/// masked loads, then one horizontal sum each.
+/// masked loads, then one horizontal sum each: for a 4×4 tile with unit column stride, all 16
+/// in one shuffle tree ([`sum16`]; 1.03–1.08× the speed of 16 separate reductions at the
+/// MNIST shapes, in-process A/B), stored as four 4-float rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -116,6 +118,22 @@ unsafe fn tile<const R: usize, const C: usize>(p: &Prod, i: usize, j: usize) {
                 }
             }
         }
+        if R == 4 && C == 4 && p.csc == 1 {
+            let v: [__m512; 16] = std::array::from_fn(|x| acc[x % 4][x / 4]);
+            let f = _mm512_mul_ps(_mm512_set1_ps(p.alpha), sum16(v));
+            for r in 0..4 {
+                let dst = p.c.offset((i + r) as isize * p.rsc + j as isize);
+                let row = match r {
+                    0 => _mm512_extractf32x4_ps::<0>(f),
+                    1 => _mm512_extractf32x4_ps::<1>(f),
+                    2 => _mm512_extractf32x4_ps::<2>(f),
+                    _ => _mm512_extractf32x4_ps::<3>(f),
+                };
+                let row = if p.beta == 0.0 { row } else { _mm_fmadd_ps(_mm_set1_ps(p.beta), _mm_loadu_ps(dst), row) };
+                _mm_storeu_ps(dst, row);
+            }
+            return;
+        }
         for (r, row) in acc.iter().enumerate() {
             for (c, &v) in row.iter().enumerate() {
                 let s = p.alpha * _mm512_reduce_add_ps(v);
@@ -124,6 +142,32 @@ unsafe fn tile<const R: usize, const C: usize>(p: &Prod, i: usize, j: usize) {
             }
         }
     }
+}
+
+/// The 16 horizontal sums of `v` as one vector, `v[x]`'s sum in lane `4·(x % 4) + x / 4`
+/// (so `v[4c + r]` lands in row `r`, column `c` of a row-major 4×4 block): 15 adds and 30
+/// shuffles in a tree, instead of 16 separate reductions of 8 operations each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sum16(v: [std::arch::x86_64::__m512; 16]) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // Pairs of vectors: 128-bit quarters q0+q2 and q1+q3 of each, side by side.
+    let s: [__m512; 8] = std::array::from_fn(|x| {
+        let (a, b) = (v[2 * x], v[2 * x + 1]);
+        _mm512_add_ps(_mm512_shuffle_f32x4::<0b01_00_01_00>(a, b), _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b))
+    });
+    // Quarter L of t[x] holds 4 partial sums of v[4x + L].
+    let t: [__m512; 4] = std::array::from_fn(|x| {
+        let (a, b) = (s[2 * x], s[2 * x + 1]);
+        _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_00_10_00>(a, b), _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b))
+    });
+    let u: [__m512; 2] = std::array::from_fn(|x| {
+        let (a, b) = (t[2 * x], t[2 * x + 1]);
+        _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+    });
+    let (a, b) = (_mm512_castps_pd(u[0]), _mm512_castps_pd(u[1]));
+    _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)))
 }
 
 #[cfg(test)]
