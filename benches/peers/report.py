@@ -206,7 +206,7 @@ def floor_table(recs, threads):
             "OpenBLAS floor: each product at NumPy's OpenBLAS GFLOP/s at that shape in this run; library floor: each "
             "product at the fastest of gemm, matrixmultiply, gemmkit and OpenBLAS. Each product is timed alone, "
             "so a floor leaves out what a step gains from data one product leaves in cache for the next (bpc's "
-            "owner-computes split keeps each half of W1 on one core): bpc can pass it.\n\n"
+            "owner-computes split keeps each half of W1 on one core): bpc may pass it.\n\n"
             + md(["workload", "best peer", "goal", "OpenBLAS floor", "library floor", "bpc", "goal is"], rows)]
 
 

@@ -353,10 +353,13 @@ pub struct BenchArgs {
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Command::Eval(a)) => eval::run(&a),
-        Some(Command::Train(a)) => train::run(&a),
+        // The step loops run on a rayon worker thread: a product split over the threads then
+        // forks on that worker's own deque, with no allocation or lock per step (from any
+        // other thread, rayon's shared queue allocates a block per 63 split products).
+        Some(Command::Train(a)) => rayon::scope(|_| train::run(&a)),
         Some(Command::Predict(a)) => predict::run(&a),
         Some(Command::Check(a)) => check::run(&a),
-        Some(Command::Bench(a)) => bench::run(&a),
+        Some(Command::Bench(a)) => rayon::scope(|_| bench::run(&a)),
         None => {
             let Some(model) = cli.model else {
                 usage_error("no model given: try `bpc MODEL.bp --emit-ir` or `bpc --help`");

@@ -39,7 +39,8 @@ pub(crate) struct GemmDesc {
     pub lhs_cs: isize,
     pub rhs_rs: isize,
     pub rhs_cs: isize,
-    /// 1 runs on the calling thread; more uses rayon with that many threads.
+    /// 1 runs on the calling thread; more splits the product over rayon's threads: into this
+    /// many blocks ([`Split::Owner`]), or by gemmkit with this many threads.
     pub threads: usize,
     /// How a product with `threads > 1` is split.
     pub split: Split,
@@ -171,26 +172,34 @@ thread_local! {
     static POOL_WS: RefCell<gemmkit::Workspace> = const { RefCell::new(gemmkit::Workspace::new()) };
 }
 
-/// The product cut along `axis` into blocks of `step` rows, block `i` run by rayon thread `i`
-/// when it is free: the same thread takes the same block, and the same rows of a weight
-/// matrix, in every product of the same shape.
+/// The product cut along `axis` into blocks of `step` rows (at most 64), each rayon task
+/// first claiming the block of its own thread index, then any block not yet claimed: the same
+/// thread takes the same block, and the same rows of a weight matrix, in every product of the
+/// same shape whenever both threads are awake for it, and each block runs exactly once.
 ///
 /// # Safety
 /// As [`serial`].
 unsafe fn owner_split(p: &Prod, axis: Axis, step: usize) {
     let len = if axis == Axis::M { p.m } else { p.n };
     let parts = len.div_ceil(step);
+    debug_assert!(parts <= 64, "owner_axis makes at most 64 blocks");
+    let all = u64::MAX >> (64 - parts);
     let claimed = AtomicU64::new(0);
     let shared = Shared(p);
     (0..parts).into_par_iter().for_each(|_| {
         let p = shared.get();
         let own = rayon::current_thread_index().unwrap_or(0) % parts;
         for i in std::iter::once(own).chain(0..parts) {
-            if claimed.fetch_or(1 << i, Ordering::AcqRel) & (1 << i) == 0 {
+            let seen = claimed.fetch_or(1 << i, Ordering::AcqRel);
+            if seen & (1 << i) == 0 {
                 let b = block(p, axis, i * step, ((i + 1) * step).min(len));
                 // SAFETY: block `i` is inside the caller's product, and no other thread
-                // writes its destination rows (each block is claimed once).
+                // writes its destination rows (each block is claimed once). The borrow of
+                // `POOL_WS` cannot be re-entered: `serial` never calls into rayon (gemmkit's
+                // serial path runs inline), so no other task runs on this thread inside it.
                 POOL_WS.with(|ws| unsafe { serial(&b, &mut ws.borrow_mut()) });
+            } else if seen | (1 << i) == all {
+                break;
             }
         }
     });
@@ -199,7 +208,8 @@ unsafe fn owner_split(p: &Prod, axis: Axis, step: usize) {
 /// The product, shared with the pool threads.
 struct Shared<'a>(&'a Prod);
 // SAFETY: the pool threads read the descriptor and write disjoint blocks of its destination
-// while `owner_split` waits for them.
+// (disjoint because the destination's strides give every element its own address, the
+// shim's contract) while `owner_split` waits for them.
 unsafe impl Sync for Shared<'_> {}
 impl Shared<'_> {
     fn get(&self) -> &Prod {

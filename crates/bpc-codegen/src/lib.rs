@@ -25,8 +25,10 @@
 //!   branch-free masks for `relu`, `max`, `where` and comparisons, and polynomial
 //!   `exp`/`log` (`math.rs`). Reductions keep accumulators in registers (rows, and columns
 //!   for sums over the batch) and compensate sums (Kahan). Matrix products call `gemmkit`
-//!   through an `extern "C"` shim (`gemm.rs`), with packing memory owned by the workspace,
-//!   so a step allocates nothing.
+//!   through an `extern "C"` shim (`gemm.rs`), with packing memory owned by the workspace
+//!   (and, for products split over threads, by each pool thread), so a step allocates
+//!   nothing, except through rayon when it splits a product from outside its pool (see
+//!   [`Compiled::run`]).
 //! - **Entry.** One function `extern "C" fn(ptrs, ws)` runs the steps in program order.
 //!   Compiled code is immutable: a [`Compiled`] is `Send + Sync`; each thread brings its own
 //!   workspace.
@@ -108,8 +110,10 @@ pub struct Options {
     /// the GEMM library.
     pub gemm_parallel_min: usize,
     /// Products with at least this many multiply-adds, and fewer than `gemm_parallel_min`, are
-    /// split over `threads` by rows of their largest operand, each thread always taking the
-    /// same rows (see [`DEFAULT_OWNER_SPLIT_MIN`]); smaller ones run on the calling thread.
+    /// split over `threads` by rows of their largest operand when that operand is a caller's
+    /// buffer whose rows do not run along the contracted axis, each rayon thread preferring
+    /// the same rows every time (see [`DEFAULT_OWNER_SPLIT_MIN`]); other products below
+    /// `gemm_parallel_min` run on the calling thread.
     pub owner_split_min: usize,
 }
 
@@ -132,9 +136,10 @@ impl Default for Options {
 pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 24;
 
 /// Products from here up to [`DEFAULT_GEMM_PARALLEL_MIN`] multiply-adds are split by the
-/// owner-computes rule: the MNIST `x·W1ᵀ` and `W1 − lr·dHᵀ·x` then touch the same half of
-/// `W1` on the same core, which keeps that half in the core's L2 from one product to the
-/// next. MNIST train step at 2 threads, whole-process A/B against one thread per product
+/// owner-computes rule when their largest operand is a caller's buffer (a param, an input, a
+/// result) that can be cut into whole rows of the output: the MNIST `x·W1ᵀ` and
+/// `W1 − lr·dHᵀ·x` then touch the same half of `W1` on the same core, which keeps that half
+/// in the core's L2 from one product to the next. MNIST train step at 2 threads, whole-process A/B against one thread per product
 /// (10–12 interleaved runs): batch 8 took 0.75× the time, batch 32 0.66×, batch 64 0.70×.
 /// The same two products split with the halves crossed between the cores ran no faster than
 /// one thread, and gemmkit's own parallel loops at batch 32 took 1.3× the owner split's time.

@@ -174,9 +174,11 @@ pub(crate) enum Split {
     /// gemmkit's own parallel loops.
     Library,
     /// Owner computes: the largest operand is cut into one block of rows per thread, and
-    /// pool thread `i` always takes block `i`, so a weight matrix that fits the cores'
-    /// private caches stays split between them from one product to the next (the forward
-    /// `x·W1ᵀ` and the update of `W1` touch the same half of `W1` on the same core).
+    /// pool thread `i` takes block `i` whenever it is awake to (a thread with nothing left
+    /// takes the blocks not yet started), so a weight matrix that fits the cores' private
+    /// caches stays split between them from one product to the next (the forward `x·W1ᵀ` and
+    /// the update of `W1` touch the same half of `W1` on the same core). Planned only where
+    /// the largest operand is a caller's buffer; run whole if its rows lie along `k`.
     Owner,
 }
 

@@ -130,7 +130,10 @@ impl Compiled {
     /// are written over their param's [`Arg::F32Mut`] buffer. Checks every buffer's kind and
     /// length against the types at the compiled batch size, and that `ws` came from this
     /// function. Allocates nothing, except that the first call with a workspace grows its
-    /// GEMM packing memory once (products split over threads may allocate in rayon).
+    /// GEMM packing memory once (and each pool thread's, the first time it runs a block of a
+    /// split product), and that a product split over threads, when `run` is called from
+    /// outside rayon's pool, goes through rayon's shared queue, which allocates one block per
+    /// 63 such products. Called from a rayon worker (as `bpc train` does) it allocates nothing.
     ///
     /// Inlined into the caller (the messages are made out of line): a scalar call is a few
     /// dozen ns, and the call and its prologue were a sixth of it.
