@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use crate::plan::Split;
+use crate::plan::{Axis, Split};
 use crate::thin::Prod;
 
 /// Shape, strides (in elements) and threading of one product `dst = lhs · rhs`, where
@@ -92,15 +92,10 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
     };
     // SAFETY (all three): shapes and strides were checked when the function was compiled,
     // and the caller's buffers were length-checked by `Compiled::run`.
-    if d.threads <= 1 {
-        unsafe { serial(&p, ws) }
-    } else if d.split == Split::Owner {
-        match owner_axis(&p, d.threads) {
-            Some((axis, step)) => unsafe { owner_split(&p, axis, step) },
-            None => unsafe { serial(&p, ws) },
-        }
-    } else {
-        unsafe { library(&p, ws, gemmkit::Parallelism::Rayon(d.threads)) }
+    match d.split {
+        _ if d.threads <= 1 => unsafe { serial(&p, ws) },
+        Split::Owner { axis, step } => unsafe { owner_split(&p, axis, step) },
+        Split::Library => unsafe { library(&p, ws, gemmkit::Parallelism::Rayon(d.threads)) },
     }
 }
 
@@ -130,34 +125,6 @@ unsafe fn library(p: &Prod, ws: &mut gemmkit::Workspace, par: gemmkit::Paralleli
     }
 }
 
-/// The destination dimension an owner-computes split cuts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Axis {
-    M,
-    N,
-}
-
-/// The axis that cuts the largest of `c`, `a` and `b` into blocks of whole rows (in memory
-/// order), and the block length for `threads` blocks (whole 16-lane vectors where the axis
-/// allows); `None` if that matrix's rows run along `k` (which cannot be cut without a
-/// reduction across threads) or the axis is too short for two blocks.
-fn owner_axis(p: &Prod, threads: usize) -> Option<(Axis, usize)> {
-    let outer = |rs: isize, cs: isize, along_rows, along_cols| {
-        if rs.unsigned_abs() >= cs.unsigned_abs() { along_rows } else { along_cols }
-    };
-    let axis = [
-        (p.m * p.n, outer(p.rsc, p.csc, Some(Axis::M), Some(Axis::N))),
-        (p.m * p.k, outer(p.rsa, p.csa, Some(Axis::M), None)),
-        (p.k * p.n, outer(p.rsb, p.csb, None, Some(Axis::N))),
-    ]
-    .into_iter()
-    .max_by_key(|c| c.0)
-    .and_then(|c| c.1)?;
-    let len = if axis == Axis::M { p.m } else { p.n };
-    let step = len.div_ceil(threads.min(64)).next_multiple_of(16);
-    (step < len).then_some((axis, step))
-}
-
 /// The rows `[i0, i1)` (along `axis`) of the product.
 fn block(p: &Prod, axis: Axis, i0: usize, i1: usize) -> Prod {
     let o = i0 as isize;
@@ -182,7 +149,7 @@ thread_local! {
 unsafe fn owner_split(p: &Prod, axis: Axis, step: usize) {
     let len = if axis == Axis::M { p.m } else { p.n };
     let parts = len.div_ceil(step);
-    debug_assert!(parts <= 64, "owner_axis makes at most 64 blocks");
+    debug_assert!(parts <= 64, "owner_cut makes at most 64 blocks");
     let all = u64::MAX >> (64 - parts);
     let claimed = AtomicU64::new(0);
     let shared = Shared(p);

@@ -158,6 +158,8 @@ pub struct Stats {
     pub inlined: usize,
     /// GEMM calls per run.
     pub gemm_calls: usize,
+    /// Of those, the calls split over the threads by owner computes ([`Options::owner_split_min`]).
+    pub owner_splits: usize,
     /// Workspace arena size.
     pub workspace_bytes: usize,
 }
@@ -242,6 +244,7 @@ pub fn compile_with(func: &Function, batch: usize, opts: &Options) -> Result<Com
         kernel_calls: plan.steps.len() - gemms.len() - inlined_steps,
         inlined: inlined_steps,
         gemm_calls: gemms.len(),
+        owner_splits: gemms.iter().filter(|g| matches!(g.split, plan::Split::Owner { .. })).count(),
         workspace_bytes: plan.ws_bytes,
     };
     Ok(Compiled {

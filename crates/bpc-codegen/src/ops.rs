@@ -7,7 +7,7 @@ use bpc_ir::{ArgId, BinaryOp, Inst, ReduceOp, Shape, UnaryOp, Value};
 use crate::kernel::{Expr, Fn1, Kernel};
 use crate::lazy::{Lazy, Pending, Val};
 use crate::plan::{
-    Base, GemmCall, Planner, Ptr, Split, Src, Step, View, expand, index_view, lazy_of, ptr_of, rows_stride,
+    Base, GemmCall, Planner, Ptr, Split, Src, Step, View, expand, index_view, lazy_of, owner_cut, ptr_of, rows_stride,
 };
 use crate::rows::RowTag;
 
@@ -189,15 +189,20 @@ impl Planner<'_> {
         // update, a gradient result); an activation the calling thread has just written
         // measured slower split this way than left whole (MNIST batch 1024's `h·W2ᵀ`: 112 µs
         // against 79 µs).
-        let largest = [(m * n, dst.base), (m * k, lhs.base), (k * n, rhs.base)].into_iter().max_by_key(|c| c.0);
+        let largest =
+            [(m.saturating_mul(n), dst.base), (m.saturating_mul(k), lhs.base), (k.saturating_mul(n), rhs.base)]
+                .into_iter()
+                .max_by_key(|c| c.0);
         let caller_owned = matches!(largest, Some((_, Base::Arg(_) | Base::Result(_))));
         let g = self.gemm;
-        let (threads, split) = if work >= g.parallel_min {
-            (g.threads.max(1), Split::Library)
-        } else if work >= g.owner_min && caller_owned {
-            (g.threads.max(1), Split::Owner)
-        } else {
-            (1, Split::Library)
+        let owner = || owner_cut([m, n, k], [dst_strides, lhs_strides, rhs_strides], g.threads);
+        let (threads, split) = match () {
+            _ if work >= g.parallel_min => (g.threads.max(1), Split::Library),
+            _ if work >= g.owner_min && caller_owned && g.threads > 1 => match owner() {
+                Some((axis, step)) => (g.threads, Split::Owner { axis, step }),
+                None => (1, Split::Library),
+            },
+            _ => (1, Split::Library),
         };
         self.steps.push(Step::Gemm(GemmCall {
             m,

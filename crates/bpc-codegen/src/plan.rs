@@ -169,7 +169,7 @@ pub(crate) struct GemmPolicy {
 
 /// How a product runs on more than one thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
+#[repr(C, u8)]
 pub(crate) enum Split {
     /// gemmkit's own parallel loops.
     Library,
@@ -178,8 +178,43 @@ pub(crate) enum Split {
     /// takes the blocks not yet started), so a weight matrix that fits the cores' private
     /// caches stays split between them from one product to the next (the forward `x·W1ᵀ` and
     /// the update of `W1` touch the same half of `W1` on the same core). Planned only where
-    /// the largest operand is a caller's buffer; run whole if its rows lie along `k`.
-    Owner,
+    /// the largest operand is a caller's buffer whose rows do not lie along `k` ([`owner_cut`]):
+    /// blocks of `step` rows of the destination along `axis`.
+    Owner { axis: Axis, step: usize },
+}
+
+/// The destination dimension an owner-computes split cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Axis {
+    M,
+    N,
+}
+
+/// The axis that cuts the largest of `dst` (`m×n`), `lhs` (`m×k`) and `rhs` (`k×n`) into
+/// blocks of whole rows (in memory order: the dimension with the larger stride), and the
+/// block length for `threads` blocks (whole 16-lane vectors where the axis allows); `None` if
+/// that matrix's rows run along `k` (which cannot be cut without a reduction across threads)
+/// or the axis is too short for two blocks. Ties go to the last of the three.
+pub(crate) fn owner_cut(
+    [m, n, k]: [usize; 3],
+    [dst, lhs, rhs]: [[isize; 2]; 3],
+    threads: usize,
+) -> Option<(Axis, usize)> {
+    let outer = |[rs, cs]: [isize; 2], along_rows, along_cols| {
+        if rs.unsigned_abs() >= cs.unsigned_abs() { along_rows } else { along_cols }
+    };
+    let axis = [
+        (m.saturating_mul(n), outer(dst, Some(Axis::M), Some(Axis::N))),
+        (m.saturating_mul(k), outer(lhs, Some(Axis::M), None)),
+        (k.saturating_mul(n), outer(rhs, None, Some(Axis::N))),
+    ]
+    .into_iter()
+    .max_by_key(|c| c.0)
+    .and_then(|c| c.1)?;
+    let len = if axis == Axis::M { m } else { n };
+    let step = len.div_ceil(threads.clamp(1, 64)).next_multiple_of(16);
+    (step < len).then_some((axis, step))
 }
 
 /// What the optimizer's kernels say about one value.
