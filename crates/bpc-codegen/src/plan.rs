@@ -570,3 +570,43 @@ pub(crate) fn lazy_of(x: View) -> Lazy {
         Src::Mem(_) | Src::Acc(_) => Lazy { body: Expr::In(0), ins: vec![x], dims, batched },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row-major strides of an `r×c` matrix, and the transposed view of one.
+    const fn rm(c: usize) -> [isize; 2] {
+        [c as isize, 1]
+    }
+    const fn tr(c: usize) -> [isize; 2] {
+        [1, c as isize]
+    }
+
+    #[test]
+    fn owner_cut_takes_the_largest_operands_rows() {
+        // x·W1ᵀ at batch 32: W1 (256×784, the rhs viewed transposed) is the largest; its rows
+        // are the output's columns.
+        assert_eq!(owner_cut([32, 256, 784], [rm(256), rm(784), tr(784)], 2), Some((Axis::N, 128)));
+        // The update W1 − lr·dHᵀ·x at batch 32: the destination W1 is the largest.
+        assert_eq!(owner_cut([256, 784, 32], [rm(784), tr(256), rm(784)], 2), Some((Axis::M, 128)));
+        // At batch 1024 the largest is x, whose rows lie along k: not cut.
+        assert_eq!(owner_cut([256, 784, 1024], [rm(784), tr(256), rm(784)], 2), None);
+        // Negative strides order rows by their magnitude too.
+        assert_eq!(owner_cut([256, 784, 32], [[-784, 1], [1, -256], [784, -1]], 2), Some((Axis::M, 128)));
+        // Ties go to the last of destination, lhs, rhs (the plan's pick of the largest agrees).
+        assert_eq!(owner_cut([64, 64, 64], [rm(64), rm(64), tr(64)], 2), Some((Axis::N, 32)));
+    }
+
+    #[test]
+    fn owner_cut_blocks_are_whole_vectors_and_at_most_64() {
+        // 200 rows over 3 threads: blocks of 80 (a multiple of 16), the last one ragged.
+        assert_eq!(owner_cut([200, 10, 300], [rm(10), rm(300), rm(10)], 3), Some((Axis::M, 80)));
+        // 100 threads on 2048 rows: 64 blocks of 32.
+        let (_, step) = owner_cut([2048, 8, 8], [rm(8), rm(8), rm(8)], 100).unwrap();
+        assert_eq!((step, 2048usize.div_ceil(step)), (32, 64));
+        // An axis of 16 or fewer elements cannot make two blocks of whole vectors.
+        assert_eq!(owner_cut([16, 4, 4000], [rm(4), rm(4000), rm(4)], 2), None);
+        assert_eq!(owner_cut([17, 4, 4000], [rm(4), rm(4000), rm(4)], 2), Some((Axis::M, 16)));
+    }
+}
