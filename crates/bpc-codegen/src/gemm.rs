@@ -39,8 +39,8 @@ pub(crate) struct GemmDesc {
     pub lhs_cs: isize,
     pub rhs_rs: isize,
     pub rhs_cs: isize,
-    /// 1 runs on the calling thread; more splits the product over rayon's threads: into this
-    /// many blocks ([`Split::Owner`]), or by gemmkit with this many threads.
+    /// 1 runs on the calling thread; more splits the product over rayon's threads: into the
+    /// blocks of [`Split::Owner`] (at most this many), or by gemmkit with this many threads.
     pub threads: usize,
     /// How a product with `threads > 1` is split.
     pub split: Split,

@@ -184,25 +184,17 @@ impl Planner<'_> {
         let work = m.saturating_mul(n).saturating_mul(k);
         let dst_strides = [dst.strides[0], dst.strides[1]];
         let (dst, lhs_strides, rhs_strides) = (ptr_of(dst), lhs_strides, rhs_strides);
-        // Owner computes pays where the largest operand is a caller's buffer, which every call
-        // touches again (a weight the train step reads in the forward and writes in its
-        // update, a gradient result); an activation the calling thread has just written
-        // measured slower split this way than left whole (MNIST batch 1024's `h·W2ᵀ`: 112 µs
-        // against 79 µs).
-        let largest =
-            [(m.saturating_mul(n), dst.base), (m.saturating_mul(k), lhs.base), (k.saturating_mul(n), rhs.base)]
-                .into_iter()
-                .max_by_key(|c| c.0);
-        let caller_owned = matches!(largest, Some((_, Base::Arg(_) | Base::Result(_))));
         let g = self.gemm;
-        let owner = || owner_cut([m, n, k], [dst_strides, lhs_strides, rhs_strides], g.threads);
-        let (threads, split) = match () {
-            _ if work >= g.parallel_min => (g.threads.max(1), Split::Library),
-            _ if work >= g.owner_min && caller_owned && g.threads > 1 => match owner() {
-                Some((axis, step)) => (g.threads, Split::Owner { axis, step }),
-                None => (1, Split::Library),
-            },
-            _ => (1, Split::Library),
+        let caller_owned = [dst.base, lhs.base, rhs.base].map(|b| matches!(b, Base::Arg(_) | Base::Result(_)));
+        let cut = (work >= g.owner_min && g.threads > 1)
+            .then(|| owner_cut([m, n, k], [dst_strides, lhs_strides, rhs_strides], caller_owned, g.threads))
+            .flatten();
+        let (threads, split) = if work >= g.parallel_min {
+            (g.threads.max(1), Split::Library)
+        } else if let Some((axis, step)) = cut {
+            (g.threads, Split::Owner { axis, step })
+        } else {
+            (1, Split::Library)
         };
         self.steps.push(Step::Gemm(GemmCall {
             m,
