@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cranelift_codegen::ir::types::I64;
-use cranelift_codegen::ir::{AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_codegen::ir::{
+    AbiParam, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, UserFuncName, Value,
+};
 use cranelift_codegen::isa::{TargetFrontendConfig, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -23,15 +25,18 @@ use crate::emit::emit_kernel;
 use crate::gemm::{GemmDesc, symbols};
 use crate::kernel::Kernel;
 use crate::math::Em;
+use crate::par::{BlockFn, Cut, MAX_OPERANDS, ParDesc, block_kernel, bpc_par};
 use crate::plan::{Base, Plan, Ptr, Step};
 
 /// The compiled entry point: argument and result pointers, the arena, the GEMM workspace.
 pub(crate) type EntryFn = unsafe extern "C" fn(*const usize, *mut u8, *mut gemmkit::Workspace);
 
-/// A finalized module with its entry point and (optionally) the CLIF text of each function.
+/// A finalized module with its entry point, the descriptors of its kernels split over
+/// threads (addressed by the entry) and (optionally) the CLIF text of each function.
 pub(crate) struct Jitted {
     pub module: JITModule,
     pub entry: EntryFn,
+    pub pars: Box<[ParDesc]>,
     pub clif: Vec<(String, String)>,
 }
 
@@ -67,21 +72,54 @@ fn pointer_sig(module: &JITModule, n: usize) -> Signature {
 }
 
 /// Compiles every kernel of `plan` and its entry function, and finalizes the module.
-pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: bool) -> Result<Jitted, CodegenError> {
+/// `cuts[i]` splits kernel `i` over threads (`par.rs`).
+pub(crate) fn build(
+    plan: &Plan,
+    n_args: usize,
+    gemms: &[GemmDesc],
+    cuts: &[Option<Cut>],
+    keep_clif: bool,
+) -> Result<Jitted, CodegenError> {
     let isa = host_isa()?;
     let fma = has_fma(&*isa);
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     for (name, ptr) in symbols() {
         jb.symbol(name, ptr);
     }
+    jb.symbol("bpc_par", bpc_par as *const u8);
     let mut module = JITModule::new(jb);
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut clif = Vec::new();
 
-    // Kernels small enough to inline are only emitted inside the entry.
+    // Kernels small enough to inline are only emitted inside the entry; a split kernel is
+    // one function of the operand array per block length.
     let mut kernel_ids = Vec::with_capacity(plan.kernels.len());
+    let mut pars = Vec::new();
+    let mut par_of = vec![None; plan.kernels.len()];
+    let mut block_ids = Vec::new();
     for (i, k) in plan.kernels.iter().enumerate() {
+        if let (Some(c), Kernel::Loop(lk)) = (cuts[i], k) {
+            let mut ids = [None, None];
+            for (slot, (len, part)) in ids.iter_mut().zip([(c.block, "block"), (c.last, "last")]) {
+                if part == "last" && c.last == c.block {
+                    break;
+                }
+                let name = format!("k{i}_{}_{part}", k.kind());
+                let sig = pointer_sig(&module, 1);
+                let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
+                ctx.func.signature = sig;
+                ctx.func.name = UserFuncName::user(0, id.as_u32());
+                define_block(&mut ctx.func, &mut fctx, &block_kernel(lk, c.axis, len), fma, module.target_config());
+                finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
+                *slot = Some(id);
+            }
+            par_of[i] = Some(pars.len());
+            pars.push(ParDesc::new(lk, c));
+            block_ids.push(ids);
+            kernel_ids.push(None);
+            continue;
+        }
         if k.inline() {
             kernel_ids.push(None);
             continue;
@@ -96,9 +134,15 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
         kernel_ids.push(Some(id));
     }
 
+    // The descriptors' addresses are built into the entry: allocated before it, their block
+    // functions filled in after finalizing.
+    let mut pars: Box<[ParDesc]> = pars.into_boxed_slice();
     let gemm_sig = pointer_sig(&module, 7);
     let gemm_id =
         module.declare_function("bpc_gemm", Linkage::Import, &gemm_sig).map_err(|e| err("declare gemm", e))?;
+    let par_id = module
+        .declare_function("bpc_par", Linkage::Import, &pointer_sig(&module, 2))
+        .map_err(|e| err("declare par", e))?;
     let sig = pointer_sig(&module, 3);
     let entry_id = module.declare_function("entry", Linkage::Local, &sig).map_err(|e| err("declare entry", e))?;
     ctx.func.signature = sig;
@@ -114,16 +158,32 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
         *refs.entry(id).or_insert_with(|| module.declare_func_in_func(id, b.func))
     };
     let mut gemm_no = 0;
+    let mut operand_slot = None;
     for step in &plan.steps {
         match step {
             Step::Kernel { kernel, ptrs: operands } => {
                 let args: Vec<Value> = operands.iter().map(|p| address(&mut b, *p, ptrs, ws, n_args)).collect();
-                match kernel_ids[*kernel] {
-                    Some(id) => {
+                match (kernel_ids[*kernel], par_of[*kernel]) {
+                    (Some(id), _) => {
                         let f = fref(&mut b, id);
                         b.ins().call(f, &args);
                     }
-                    None => emit_kernel(&mut Em { b: &mut b, fma, inlined: true }, &plan.kernels[*kernel], &args),
+                    (None, Some(j)) => {
+                        let size = 8 * MAX_OPERANDS as u32;
+                        let slot = *operand_slot.get_or_insert_with(|| {
+                            b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size, 3))
+                        });
+                        for (o, &a) in args.iter().enumerate() {
+                            b.ins().stack_store(I64, a, slot, 8 * o as i32);
+                        }
+                        let array = b.ins().stack_addr(I64, slot, 0);
+                        let desc = b.ins().iconst(I64, &pars[j] as *const ParDesc as i64);
+                        let f = fref(&mut b, par_id);
+                        b.ins().call(f, &[desc, array]);
+                    }
+                    (None, None) => {
+                        emit_kernel(&mut Em { b: &mut b, fma, inlined: true }, &plan.kernels[*kernel], &args)
+                    }
                 }
             }
             Step::Gemm(g) => {
@@ -156,7 +216,16 @@ pub(crate) fn build(plan: &Plan, n_args: usize, gemms: &[GemmDesc], keep_clif: b
     // SAFETY: `entry` was declared with three pointer-sized parameters and no results in the
     // platform's C calling convention (`make_signature`).
     let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
-    Ok(Jitted { module, entry, clif })
+    for (desc, ids) in pars.iter_mut().zip(block_ids) {
+        let [block, last] = ids.map(|id| {
+            // SAFETY: each block function was declared with one pointer parameter and no
+            // results in the platform's C calling convention.
+            id.map(|id| unsafe { std::mem::transmute::<*const u8, BlockFn>(module.get_finalized_function(id)) })
+        });
+        desc.block = block;
+        desc.last = last.or(block);
+    }
+    Ok(Jitted { module, entry, pars, clif })
 }
 
 /// What an address in the entry points into.
@@ -259,6 +328,27 @@ fn define_kernel(
     let params = b.block_params(block).to_vec();
     let mut em = Em { b: &mut b, fma, inlined: false };
     emit_kernel(&mut em, k, &params);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(config);
+}
+
+/// A block of a split kernel: a function of one pointer, the array of its operand addresses.
+fn define_block(
+    func: &mut cranelift_codegen::ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    k: &Kernel,
+    fma: bool,
+    config: TargetFrontendConfig,
+) {
+    let mut b = FunctionBuilder::new(func, fctx);
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    let array = b.block_params(block)[0];
+    let flags = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
+    let params: Vec<Value> = (0..k.arity()).map(|o| b.ins().load(I64, flags, array, 8 * o as i32)).collect();
+    emit_kernel(&mut Em { b: &mut b, fma, inlined: false }, k, &params);
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(config);

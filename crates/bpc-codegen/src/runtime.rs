@@ -43,6 +43,8 @@ pub struct Compiled {
     pub(crate) entry: EntryFn,
     /// GEMM descriptors, addressed by the generated code: must outlive it.
     pub(crate) _gemms: Box<[GemmDesc]>,
+    /// Descriptors of the kernels split over threads, addressed by the generated code.
+    pub(crate) _pars: Box<[crate::par::ParDesc]>,
     pub(crate) module: Mutex<Option<JITModule>>,
 }
 
@@ -131,9 +133,9 @@ impl Compiled {
     /// length against the types at the compiled batch size, and that `ws` came from this
     /// function. Allocates nothing, except that the first call with a workspace grows its
     /// GEMM packing memory once (and each pool thread's, the first time it runs a block of a
-    /// split product), and that a product split over threads, when `run` is called from
-    /// outside rayon's pool, goes through rayon's shared queue, which allocates one block per
-    /// 63 such products. Called from a rayon worker (as `bpc train` does) it allocates nothing.
+    /// split product), and that a product or kernel split over threads, when `run` is called
+    /// from outside rayon's pool, goes through rayon's shared queue, which allocates one block
+    /// per 63 such splits. Called from a rayon worker (as `bpc train` does) it allocates nothing.
     ///
     /// Inlined into the caller (the messages are made out of line): a scalar call is a few
     /// dozen ns, and the call and its prologue were a sixth of it.

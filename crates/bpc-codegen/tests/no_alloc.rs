@@ -17,10 +17,14 @@ fn the_mnist_train_step_allocates_nothing_per_call() {
     let text = include_str!("../../../examples/mnist.bp");
     let f = bpc_front::compile(&Source::new("mnist.bp", text)).unwrap();
     let step = train_step(&f, Optimizer::Sgd).unwrap();
-    // Batch 32's products are split by owner computes, batch 128's by the GEMM library (on a
-    // machine with more than one core).
-    for (level, batch) in [(OptLevel::O0, 128), (OptLevel::O2, 128), (OptLevel::O2, 32)] {
+    // Batch 32's products are split by owner computes, batch 128's by the GEMM library, and
+    // batch 512's elementwise kernels too (on a machine with more than one core).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (level, batch) in [(OptLevel::O0, 128), (OptLevel::O2, 128), (OptLevel::O2, 32), (OptLevel::O2, 512)] {
         let c = compile(&optimize(&step, level), batch).unwrap();
+        if level == OptLevel::O2 {
+            assert_eq!(c.stats().parallel_kernels > 0, cores > 1 && batch == 512, "{:?}", c.stats());
+        }
         let mut ws = c.workspace();
         let x: Vec<f32> = (0..batch * 784).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect();
         let y: Vec<i32> = (0..batch).map(|i| (i % 10) as i32).collect();
