@@ -16,10 +16,12 @@ use crate::thin::Prod;
 /// (25.7 M) 1.08×, so the cut lies between.
 const MAX_WORK: usize = 16 << 20;
 
-/// Shorter contractions are left to gemmkit: each tile ends in 16 horizontal sums, which at
-/// `k = 64` (digits' `x·W1ᵀ`) cost more than the dot products (perf: this path took 4.0 µs
-/// of a 16 µs digits step, gemmkit ≈ 2.3 µs for the same two products).
-const MIN_K: usize = 128;
+/// Shorter contractions are left to gemmkit: each tile ends in 16 horizontal sums, which
+/// outweigh a contraction of a few vectors. Measured alone against gemmkit (best of 30 × 1000
+/// calls, one process) with the shuffle-tree sums: digits' `x·W1ᵀ` 32×32×64 1.48 µs against
+/// 1.99, its `h·W2ᵀ` 32×10×32 0.41 against 1.10; the digits train step at one thread took
+/// 0.86× the time with the cut at 32 instead of 128 (whole-process A/B, 14 runs).
+const MIN_K: usize = 32;
 
 /// Runs `p` if both operands are contiguous along `k` (`csa = 1`, `rsb = 1`) and the CPU has
 /// AVX-512; `false` (nothing written) otherwise. With `beta = 0`, `c` is not read.
@@ -183,6 +185,8 @@ mod tests {
             (1, 9, 144, 1.0),
             (13, 3, 200, -1.0),
             (2, 2, 64, 0.0),
+            (32, 10, 32, 1.0),
+            (5, 7, 31, 0.0),
         ] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1).collect();
             let b: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.1).collect();

@@ -9,8 +9,9 @@
 //! into a caller-owned `gemmkit::Workspace` (one per [`crate::Workspace`]): after the first
 //! call has grown it, a product allocates nothing (the `gemm` crate allocates its packing
 //! buffers on every call). It selects AVX-512 or AVX2+FMA kernels at run time. Products with
-//! a unit dimension (a minibatch of 1) take [`crate::thin`]'s loops instead, and small products
-//! whose operands are both contiguous along `k` (`x·Wᵀ`) [`crate::dots`]' tiles.
+//! a unit dimension (a minibatch of 1) take [`crate::thin`]'s loops instead, products up to
+//! mid-sized whose operands are both contiguous along `k` (`x·Wᵀ`) [`crate::dots`]' tiles,
+//! and other small ones [`crate::outer`]'s.
 //!
 //! On several threads, large products use gemmkit's own parallel loops; mid-sized ones are
 //! split by the owner-computes rule ([`Split::Owner`]), each pool thread always taking the
@@ -100,7 +101,8 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
 }
 
 /// One product on the calling thread: [`crate::thin`]'s loops for a unit dimension,
-/// [`crate::dots`]' tiles for small `x·Wᵀ`, gemmkit otherwise.
+/// [`crate::dots`]' tiles for `x·Wᵀ` up to mid-sized, [`crate::outer`]'s for other small
+/// products, gemmkit otherwise.
 ///
 /// # Safety
 /// As [`bpc_gemm`]: every element the shapes and strides reach is inside its buffer, and the
@@ -108,7 +110,7 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
 unsafe fn serial(p: &Prod, ws: &mut gemmkit::Workspace) {
     // SAFETY: the caller's contract.
     unsafe {
-        if !(crate::thin::run(p) || crate::dots::run(p)) {
+        if !(crate::thin::run(p) || crate::dots::run(p) || crate::outer::run(p)) {
             library(p, ws, gemmkit::Parallelism::Serial)
         }
     }

@@ -50,6 +50,7 @@ mod labels;
 mod lazy;
 mod math;
 mod ops;
+mod outer;
 mod par;
 mod plan;
 mod reduce;
