@@ -11,7 +11,7 @@
 //! buffers on every call). It selects AVX-512 or AVX2+FMA kernels at run time. Products with
 //! a unit dimension (a minibatch of 1) take [`crate::thin`]'s loops instead, products up to
 //! mid-sized whose operands are both contiguous along `k` (`x·Wᵀ`) [`crate::dots`]' tiles,
-//! and other small ones [`crate::outer`]'s.
+//! and other small ones whose rows of `b` and `c` are contiguous [`crate::outer`]'s.
 //!
 //! On several threads, large products use gemmkit's own parallel loops; mid-sized ones are
 //! split by the owner-computes rule ([`Split::Owner`]), each pool thread always taking the
@@ -102,7 +102,7 @@ pub(crate) unsafe extern "C" fn bpc_gemm(
 
 /// One product on the calling thread: [`crate::thin`]'s loops for a unit dimension,
 /// [`crate::dots`]' tiles for `x·Wᵀ` up to mid-sized, [`crate::outer`]'s for other small
-/// products, gemmkit otherwise.
+/// products with contiguous rows of `b` and `c`, gemmkit otherwise.
 ///
 /// # Safety
 /// As [`bpc_gemm`]: every element the shapes and strides reach is inside its buffer, and the

@@ -135,8 +135,9 @@ pub(crate) fn build(
     }
 
     // The descriptors' addresses are built into the entry: allocated before it, their block
-    // functions filled in after finalizing.
+    // functions filled in after finalizing, through the same raw pointer.
     let mut pars: Box<[ParDesc]> = pars.into_boxed_slice();
+    let pars_base: *mut ParDesc = pars.as_mut_ptr();
     let gemm_sig = pointer_sig(&module, 7);
     let gemm_id =
         module.declare_function("bpc_gemm", Linkage::Import, &gemm_sig).map_err(|e| err("declare gemm", e))?;
@@ -177,7 +178,7 @@ pub(crate) fn build(
                             b.ins().stack_store(I64, a, slot, 8 * o as i32);
                         }
                         let array = b.ins().stack_addr(I64, slot, 0);
-                        let desc = b.ins().iconst(I64, &pars[j] as *const ParDesc as i64);
+                        let desc = b.ins().iconst(I64, pars_base.wrapping_add(j) as i64);
                         let f = fref(&mut b, par_id);
                         b.ins().call(f, &[desc, array]);
                     }
@@ -216,12 +217,14 @@ pub(crate) fn build(
     // SAFETY: `entry` was declared with three pointer-sized parameters and no results in the
     // platform's C calling convention (`make_signature`).
     let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
-    for (desc, ids) in pars.iter_mut().zip(block_ids) {
+    for (j, ids) in block_ids.into_iter().enumerate() {
         let [block, last] = ids.map(|id| {
             // SAFETY: each block function was declared with one pointer parameter and no
             // results in the platform's C calling convention.
             id.map(|id| unsafe { std::mem::transmute::<*const u8, BlockFn>(module.get_finalized_function(id)) })
         });
+        // SAFETY: `j` indexes `pars`, which no reference borrows; no code has run yet.
+        let desc = unsafe { &mut *pars_base.add(j) };
         desc.block = block;
         desc.last = last.or(block);
     }

@@ -22,8 +22,8 @@
 //!   their inner members never stored (`lazy.rs`, `reduce.rs`, `rows.rs`). Identical
 //!   kernels are compiled once, kernels of a few dozen elements are emitted inline in the
 //!   entry, and those of 64 K iterations or more are cut into one block per thread along
-//!   an axis their output keeps (`par.rs`). Elementwise work is `f32x4` (the widest Cranelift type on x64), unrolled, with
-//!   branch-free masks for `relu`, `max`, `where` and comparisons, and polynomial
+//!   an axis their output keeps (`par.rs`). Elementwise work is `f32x4` (the widest
+//!   Cranelift type on x64), unrolled, with branch-free masks for `relu`, `max`, `where` and comparisons, and polynomial
 //!   `exp`/`log` (`math.rs`). Reductions keep accumulators in registers (rows, and columns
 //!   for sums over the batch) and compensate sums (Kahan). Matrix products call `gemmkit`
 //!   through an `extern "C"` shim (`gemm.rs`), with packing memory owned by the workspace

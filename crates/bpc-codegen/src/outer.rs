@@ -1,6 +1,6 @@
 //! Small products as register tiles of rank-1 updates: each step along `k` loads one row of
 //! `b` (up to two 16-float vectors of one row of `c`) and multiplies it by one broadcast
-//! element of each of up to 8 rows of `a`, into 16 AVX-512 accumulators. Nothing is packed:
+//! element of each of up to 8 rows of `a`, into up to 16 AVX-512 accumulators. Nothing is packed:
 //! the rows of `b` and `c` must be contiguous, as in `dH = dY·W2` and the weight updates
 //! `W − lr·dYᵀ·h` (the forward `x·Wᵀ`, contiguous along `k`, is [`crate::dots`]' form).
 //!
@@ -110,7 +110,7 @@ unsafe fn tile<const R: usize, const V: usize>(p: &Prod, i: usize, j: usize, mas
                     acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
                 }
             }
-            b = b.offset(p.rsb);
+            b = b.wrapping_offset(p.rsb);
             at += p.csa;
         }
         let alpha = _mm512_set1_ps(p.alpha);

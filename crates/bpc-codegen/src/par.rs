@@ -36,16 +36,16 @@ pub(crate) struct Cut {
 
 /// The cut of `kernel` for `threads` threads, if it is a loop kernel of at least
 /// `min_elements` iterations, too large to inline, with at most [`MAX_OPERANDS`] operands:
-/// along its outermost axis
-/// that the output keeps and that has room for two blocks. A contiguous innermost axis is cut
-/// at whole 16-float (64-byte) lines, so no cache line is written by two threads.
+/// along an axis the output keeps, the outermost one at least `4·threads` long (blocks within
+/// a quarter of each other), else the longest that has room for two blocks. The innermost
+/// axis is cut at multiples of 16 elements (whole 64-byte lines of a line-aligned buffer).
 pub(crate) fn cut(kernel: &Kernel, threads: usize, min_elements: usize) -> Option<Cut> {
     let Kernel::Loop(k) = kernel else { return None };
     if threads < 2 || kernel.elements() < min_elements || kernel.inline() || k.ins.len() + 1 > MAX_OPERANDS {
         return None;
     }
     let inner = k.dims.len() - 1;
-    (0..k.dims.len()).filter(|&d| k.out[d] != 0).find_map(|axis| {
+    let split = |axis: usize| {
         let len = k.dims[axis];
         let align = if axis == inner { 16 } else { 1 };
         let block = len.div_ceil(threads).next_multiple_of(align);
@@ -53,7 +53,11 @@ pub(crate) fn cut(kernel: &Kernel, threads: usize, min_elements: usize) -> Optio
             let parts = len.div_ceil(block);
             Cut { axis, block, last: len - (parts - 1) * block, parts }
         })
-    })
+    };
+    let mut kept: Vec<usize> = (0..k.dims.len()).filter(|&d| k.out[d] != 0).collect();
+    let long = kept.iter().copied().find(|&d| k.dims[d] >= 4 * threads).and_then(split);
+    kept.sort_by_key(|&d| std::cmp::Reverse(k.dims[d]));
+    long.or_else(|| kept.into_iter().find_map(split))
 }
 
 /// `k` over `len` indices of the cut axis: one block.
@@ -87,18 +91,20 @@ impl ParDesc {
     }
 }
 
-/// Runs the blocks of a split kernel on rayon's pool (the calling thread takes part).
+/// Runs the blocks of a split kernel on rayon's pool (called from a pool thread, as `bpc
+/// train` calls the step, that thread runs blocks too; from any other thread it waits).
 ///
 /// # Safety
 /// `desc` points to a live, finalized [`ParDesc`]; `ptrs` to its `operands` addresses, each
-/// valid for every element the unsplit kernel reaches.
+/// valid for every element the unsplit kernel reaches; no input shares memory with an output
+/// element another block writes (the planner's in-place kernels read an aliased input only at
+/// the element being written).
 pub(crate) unsafe extern "C" fn bpc_par(desc: *const ParDesc, ptrs: *const usize) {
     // SAFETY: the entry passes its own descriptor and a stack array of `operands` addresses.
     let (d, base) = unsafe { (&*desc, std::slice::from_raw_parts(ptrs, (*desc).operands)) };
-    let base = Addrs(base);
     (0..d.parts).into_par_iter().for_each(|i| {
         let mut at = [0usize; MAX_OPERANDS];
-        for ((a, &p), &step) in at.iter_mut().zip(base.get()).zip(&d.advance) {
+        for ((a, &p), &step) in at.iter_mut().zip(base).zip(&d.advance) {
             *a = p.wrapping_add_signed(step * i as isize);
         }
         let f = if i + 1 == d.parts { d.last } else { d.block };
@@ -107,16 +113,6 @@ pub(crate) unsafe extern "C" fn bpc_par(desc: *const ParDesc, ptrs: *const usize
         // and writes outputs no other block writes (the cut axis is kept by the output).
         unsafe { f(at.as_ptr()) };
     });
-}
-
-/// The operand addresses, shared with the pool threads while `bpc_par` waits for them.
-struct Addrs<'a>(&'a [usize]);
-// SAFETY: plain addresses; the blocks they are used for write disjoint outputs.
-unsafe impl Sync for Addrs<'_> {}
-impl Addrs<'_> {
-    fn get(&self) -> &[usize] {
-        self.0
-    }
 }
 
 #[cfg(test)]
@@ -139,7 +135,7 @@ mod tests {
         assert_eq!(cut(&map(vec![1000], vec![1]), 2, 1 << 16), None, "too small");
         assert_eq!(cut(&map(vec![262_144], vec![1]), 1, 1 << 16), None, "one thread");
         assert_eq!(cut(&map(vec![64], vec![1]), 2, 0), None, "inlined");
-        assert_eq!(cut(&map(vec![4, 32], vec![32, 1]), 2, 0).map(|c| c.block), Some(2));
+        assert_eq!(cut(&map(vec![4, 32], vec![32, 1]), 2, 0).map(|c| (c.axis, c.block)), Some((1, 16)), "longest");
         assert_eq!(cut(&map(vec![80], vec![1]), 8, 0).map(|c| c.parts), Some(5), "whole lines");
     }
 
@@ -159,5 +155,14 @@ mod tests {
         // A full reduction keeps no axis.
         let all = LoopKernel::new(vec![1024, 256], vec![0, 0], vec![vec![256, 1]], Expr::In(0), Some(Acc::Sum));
         assert_eq!(cut(&Kernel::Loop(all), 2, 1 << 16), None);
+        // A short outer axis is passed over for an even cut: [3, 4096] by columns; [5, 40]
+        // by columns too, in whole lines (32 and 8).
+        let c = cut(&map(vec![3, 4096], vec![4096, 1]), 2, 0).unwrap();
+        assert_eq!((c.axis, c.block, c.parts), (1, 2048, 2));
+        let c = cut(&map(vec![5, 40], vec![40, 1]), 2, 0).unwrap();
+        assert_eq!((c.axis, c.block, c.last), (1, 32, 8));
+        // [5, 7, 3]: no axis 8 long; the longest, 7, splits as 4 and 3.
+        let c = cut(&map(vec![5, 7, 3], vec![21, 3, 1]), 2, 0).unwrap();
+        assert_eq!((c.axis, c.block, c.last), (1, 4, 3));
     }
 }

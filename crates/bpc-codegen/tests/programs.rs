@@ -141,7 +141,7 @@ fn every_optimizer_at_o0_and_o2() {
 }
 
 /// Loop kernels split over threads compute exactly what they compute whole: every example's
-/// value-and-grad and train step at `-O0` and `-O2`, batch 37 (blocks of unequal length),
+/// value-and-grad, SGD and Adam steps at `-O0` and `-O2`, batch 37 (blocks of unequal length),
 /// on 2 and 3 threads with every kernel that is not inlined split (maps with broadcasts,
 /// in-place updates, sums over the batch cut by columns, tanh), bit for bit against the same
 /// threads with none split. The products' splits are the same on both sides.
@@ -154,12 +154,20 @@ fn split_kernels_match_whole_kernels_bit_for_bit() {
         let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
         let mut funcs = vec![("value_and_grad", value_and_grad(&f, &wrt).unwrap())];
         if f.params().next().is_some() {
-            funcs.push(("train step", train_step(&f, Optimizer::Sgd).unwrap()));
+            funcs.push(("SGD step", train_step(&f, Optimizer::Sgd).unwrap()));
+            funcs.push(("Adam step", train_step(&f, Optimizer::Adam).unwrap()));
         }
         for (what, g) in &funcs {
             for level in [OptLevel::O0, OptLevel::O2] {
                 let o = optimize(g, level);
-                let args = random_args(&o, 37, 11, &sample(name));
+                let mut args = random_args(&o, 37, 11, &sample(name));
+                // Hyperparameters in (0, 1) and non-negative optimizer state, as in training.
+                for (a, d) in o.args.iter().zip(&mut args) {
+                    if matches!(a.kind, ArgKind::Hyper | ArgKind::State) {
+                        let n = a.ty.shape.len(37);
+                        *d = Data::F32((0..n).map(|i| 0.05 + (i % 9) as f32 * 0.1).collect());
+                    }
+                }
                 for threads in [2, 3] {
                     let run = |parallel_kernel_min| {
                         let c = compile_with(&o, 37, &Options { threads, parallel_kernel_min, ..Options::default() })
