@@ -99,39 +99,32 @@ pub(crate) fn build(
     let mut par_of = vec![None; plan.kernels.len()];
     let mut block_ids = Vec::new();
     for (i, k) in plan.kernels.iter().enumerate() {
+        let mut define = |name: String, k: &Kernel, array: bool| -> Result<FuncId, CodegenError> {
+            let sig = pointer_sig(&module, if array { 1 } else { k.arity() });
+            let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
+            ctx.func.signature = sig;
+            ctx.func.name = UserFuncName::user(0, id.as_u32());
+            define_kernel(&mut ctx.func, &mut fctx, k, array, fma, module.target_config());
+            finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
+            Ok(id)
+        };
         if let (Some(c), Kernel::Loop(lk)) = (cuts[i], k) {
-            let mut ids = [None, None];
-            for (slot, (len, part)) in ids.iter_mut().zip([(c.block, "block"), (c.last, "last")]) {
-                if part == "last" && c.last == c.block {
-                    break;
-                }
-                let name = format!("k{i}_{}_{part}", k.kind());
-                let sig = pointer_sig(&module, 1);
-                let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
-                ctx.func.signature = sig;
-                ctx.func.name = UserFuncName::user(0, id.as_u32());
-                define_block(&mut ctx.func, &mut fctx, &block_kernel(lk, c.axis, len), fma, module.target_config());
-                finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
-                *slot = Some(id);
-            }
+            let kind = k.kind();
+            let block = define(format!("k{i}_{kind}_block"), &block_kernel(lk, c.axis, c.block), true)?;
+            let last = if c.last == c.block {
+                None
+            } else {
+                Some(define(format!("k{i}_{kind}_last"), &block_kernel(lk, c.axis, c.last), true)?)
+            };
             par_of[i] = Some(pars.len());
             pars.push(ParDesc::new(lk, c));
-            block_ids.push(ids);
+            block_ids.push((block, last));
             kernel_ids.push(None);
-            continue;
-        }
-        if k.inline() {
+        } else if k.inline() {
             kernel_ids.push(None);
-            continue;
+        } else {
+            kernel_ids.push(Some(define(format!("k{i}_{}", k.kind()), k, false)?));
         }
-        let name = format!("k{i}_{}", k.kind());
-        let sig = pointer_sig(&module, k.arity());
-        let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
-        ctx.func.signature = sig;
-        ctx.func.name = UserFuncName::user(0, id.as_u32());
-        define_kernel(&mut ctx.func, &mut fctx, k, fma, module.target_config());
-        finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
-        kernel_ids.push(Some(id));
     }
 
     // The descriptors' addresses are built into the entry: allocated before it, their block
@@ -217,16 +210,14 @@ pub(crate) fn build(
     // SAFETY: `entry` was declared with three pointer-sized parameters and no results in the
     // platform's C calling convention (`make_signature`).
     let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
-    for (j, ids) in block_ids.into_iter().enumerate() {
-        let [block, last] = ids.map(|id| {
-            // SAFETY: each block function was declared with one pointer parameter and no
-            // results in the platform's C calling convention.
-            id.map(|id| unsafe { std::mem::transmute::<*const u8, BlockFn>(module.get_finalized_function(id)) })
-        });
+    // SAFETY: each block function was declared with one pointer parameter and no results in
+    // the platform's C calling convention.
+    let block_fn = |id| unsafe { std::mem::transmute::<*const u8, BlockFn>(module.get_finalized_function(id)) };
+    for (j, (block, last)) in block_ids.into_iter().enumerate() {
         // SAFETY: `j` indexes `pars`, which no reference borrows; no code has run yet.
         let desc = unsafe { &mut *pars_base.add(j) };
-        desc.block = block;
-        desc.last = last.or(block);
+        desc.block = Some(block_fn(block));
+        desc.last = Some(block_fn(last.unwrap_or(block)));
     }
     Ok(Jitted { module, entry, pars, clif })
 }
@@ -317,10 +308,13 @@ fn address(b: &mut FunctionBuilder, p: Ptr, ptrs: Value, ws: Value, n_args: usiz
     if p.offset == 0 { base } else { b.ins().iadd_imm_s(base, p.offset as i64 * 4) }
 }
 
+/// A kernel function: its parameters are the operand addresses, or with `array` one pointer
+/// to an array of them (a block of a split kernel, called by `bpc_par`).
 fn define_kernel(
     func: &mut cranelift_codegen::ir::Function,
     fctx: &mut FunctionBuilderContext,
     k: &Kernel,
+    array: bool,
     fma: bool,
     config: TargetFrontendConfig,
 ) {
@@ -328,29 +322,13 @@ fn define_kernel(
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
     b.switch_to_block(block);
-    let params = b.block_params(block).to_vec();
-    let mut em = Em { b: &mut b, fma, inlined: false };
-    emit_kernel(&mut em, k, &params);
-    b.ins().return_(&[]);
-    b.seal_all_blocks();
-    b.finalize(config);
-}
-
-/// A block of a split kernel: a function of one pointer, the array of its operand addresses.
-fn define_block(
-    func: &mut cranelift_codegen::ir::Function,
-    fctx: &mut FunctionBuilderContext,
-    k: &Kernel,
-    fma: bool,
-    config: TargetFrontendConfig,
-) {
-    let mut b = FunctionBuilder::new(func, fctx);
-    let block = b.create_block();
-    b.append_block_params_for_function_params(block);
-    b.switch_to_block(block);
-    let array = b.block_params(block)[0];
-    let flags = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
-    let params: Vec<Value> = (0..k.arity()).map(|o| b.ins().load(I64, flags, array, 8 * o as i32)).collect();
+    let params = if array {
+        let array = b.block_params(block)[0];
+        let flags = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
+        (0..k.arity()).map(|o| b.ins().load(I64, flags, array, 8 * o as i32)).collect()
+    } else {
+        b.block_params(block).to_vec()
+    };
     emit_kernel(&mut Em { b: &mut b, fma, inlined: false }, k, &params);
     b.ins().return_(&[]);
     b.seal_all_blocks();

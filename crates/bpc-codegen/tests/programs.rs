@@ -37,6 +37,35 @@ fn sample(name: &str) -> impl Fn(&mut rand::rngs::StdRng) -> f32 {
     if name == "mnist" { uniform(-0.1, 0.1) } else { uniform(-1.0, 1.0) }
 }
 
+/// The value-and-grad of `f` with respect to every float argument, then (if `f` has params)
+/// its train step under each of `optimizers`, named for messages.
+fn functions(f: &Function, optimizers: &[(&'static str, Optimizer)]) -> Vec<(&'static str, Function)> {
+    let wrt = float_args(f);
+    let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
+    let mut funcs = vec![("value_and_grad", value_and_grad(f, &wrt).unwrap())];
+    if f.params().next().is_some() {
+        funcs.extend(optimizers.iter().map(|&(what, o)| (what, train_step(f, o).unwrap())));
+    }
+    funcs
+}
+
+/// Random arguments for `step` as in training: floats from `sample(name)`, hyperparameters
+/// in (0.05, 0.95) and optimizer state in (0, 0.1) (Adam's second moment is a mean of
+/// squares).
+fn training_args(step: &Function, batch: usize, seed: u64, name: &str) -> Vec<Data> {
+    let mut args = random_args(step, batch, seed, &sample(name));
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed + 1);
+    for (a, d) in step.args.iter().zip(&mut args) {
+        let range = match a.kind {
+            ArgKind::Hyper => uniform(0.05, 0.95),
+            ArgKind::State => uniform(0.0, 0.1),
+            _ => continue,
+        };
+        *d = Data::F32((0..a.ty.shape.len(batch)).map(|_| range(&mut rng)).collect());
+    }
+    args
+}
+
 #[test]
 fn value_and_grad_of_every_example() {
     for (name, text) in EXAMPLES {
@@ -72,13 +101,7 @@ fn train_step_of_every_example() {
 fn o0_and_o2_agree_on_every_example() {
     for (name, text) in EXAMPLES {
         let f = model(name, text);
-        let wrt = float_args(&f);
-        let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
-        let mut funcs = vec![("value_and_grad", value_and_grad(&f, &wrt).unwrap())];
-        if f.params().next().is_some() {
-            funcs.push(("train step", train_step(&f, Optimizer::Sgd).unwrap()));
-        }
-        for (what, g) in &funcs {
+        for (what, g) in &functions(&f, &[("train step", Optimizer::Sgd)]) {
             for batch in [1, 7, 128] {
                 let args = random_args(g, batch, 5, &sample(name));
                 let run = |level| {
@@ -97,8 +120,7 @@ fn o0_and_o2_agree_on_every_example() {
 
 /// The train step of every optimizer (with weight decay, and without for SGD and Adam) at
 /// `-O2` agrees with the interpreter and with `-O0`: updated params and optimizer state
-/// included. Hyperparameters are in (0.05, 0.95) and state is non-negative, as in training
-/// (Adam's second moment is a mean of squares).
+/// included, on [`training_args`].
 #[test]
 fn every_optimizer_at_o0_and_o2() {
     let rules = [
@@ -113,16 +135,7 @@ fn every_optimizer_at_o0_and_o2() {
         for rule in rules {
             let step = train_step(&f, rule).unwrap();
             for batch in [1, 7] {
-                let mut args = random_args(&step, batch, 9, &sample(name));
-                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(10);
-                for (a, d) in step.args.iter().zip(&mut args) {
-                    let range = match a.kind {
-                        ArgKind::Hyper => uniform(0.05, 0.95),
-                        ArgKind::State => uniform(0.0, 0.1),
-                        _ => continue,
-                    };
-                    *d = Data::F32((0..a.ty.shape.len(batch)).map(|_| range(&mut rng)).collect());
-                }
+                let args = training_args(&step, batch, 9, name);
                 let what = format!("{name} {rule:?} (batch {batch})");
                 let want = run_interp(&step, batch, &args);
                 let run = |level| {
@@ -150,24 +163,10 @@ fn split_kernels_match_whole_kernels_bit_for_bit() {
     let mut split_somewhere = 0;
     for (name, text) in EXAMPLES {
         let f = model(name, text);
-        let wrt = float_args(&f);
-        let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
-        let mut funcs = vec![("value_and_grad", value_and_grad(&f, &wrt).unwrap())];
-        if f.params().next().is_some() {
-            funcs.push(("SGD step", train_step(&f, Optimizer::Sgd).unwrap()));
-            funcs.push(("Adam step", train_step(&f, Optimizer::Adam).unwrap()));
-        }
-        for (what, g) in &funcs {
+        for (what, g) in &functions(&f, &[("SGD step", Optimizer::Sgd), ("Adam step", Optimizer::Adam)]) {
             for level in [OptLevel::O0, OptLevel::O2] {
                 let o = optimize(g, level);
-                let mut args = random_args(&o, 37, 11, &sample(name));
-                // Hyperparameters in (0, 1) and non-negative optimizer state, as in training.
-                for (a, d) in o.args.iter().zip(&mut args) {
-                    if matches!(a.kind, ArgKind::Hyper | ArgKind::State) {
-                        let n = a.ty.shape.len(37);
-                        *d = Data::F32((0..n).map(|i| 0.05 + (i % 9) as f32 * 0.1).collect());
-                    }
-                }
+                let args = training_args(&o, 37, 11, name);
                 for threads in [2, 3] {
                     let run = |parallel_kernel_min| {
                         let c = compile_with(&o, 37, &Options { threads, parallel_kernel_min, ..Options::default() })
