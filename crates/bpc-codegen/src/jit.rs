@@ -38,6 +38,9 @@ pub(crate) struct Jitted {
     pub entry: EntryFn,
     pub pars: Box<[ParDesc]>,
     pub clif: Vec<(String, String)>,
+    /// Row products (`outer::bpc_row_product`) called by the generated code, one per kernel
+    /// (or split block function) whose dot product they compute.
+    pub row_products: usize,
 }
 
 fn err(what: &str, e: impl std::fmt::Debug) -> CodegenError {
@@ -82,6 +85,7 @@ pub(crate) fn build(
 ) -> Result<Jitted, CodegenError> {
     let isa = host_isa()?;
     let fma = has_fma(&*isa);
+    let row_dots = crate::outer::row_product_available();
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     for (name, ptr) in symbols() {
         jb.symbol(name, ptr);
@@ -98,13 +102,14 @@ pub(crate) fn build(
     let mut pars = Vec::new();
     let mut par_of = vec![None; plan.kernels.len()];
     let mut block_ids = Vec::new();
+    let mut row_products = 0;
     for (i, k) in plan.kernels.iter().enumerate() {
         let mut define = |name: String, k: &Kernel, array: bool| -> Result<FuncId, CodegenError> {
             let sig = pointer_sig(&module, if array { 1 } else { k.arity() });
             let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
             ctx.func.signature = sig;
             ctx.func.name = UserFuncName::user(0, id.as_u32());
-            define_kernel(&mut ctx.func, &mut fctx, k, array, fma, module.target_config());
+            row_products += define_kernel(&mut ctx.func, &mut fctx, k, array, [fma, row_dots], module.target_config());
             finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
             Ok(id)
         };
@@ -176,7 +181,9 @@ pub(crate) fn build(
                         b.ins().call(f, &[desc, array]);
                     }
                     (None, None) => {
-                        emit_kernel(&mut Em { b: &mut b, fma, inlined: true }, &plan.kernels[*kernel], &args)
+                        let mut e = Em { b: &mut b, fma, inlined: true, row_products: row_dots, row_calls: 0 };
+                        emit_kernel(&mut e, &plan.kernels[*kernel], &args);
+                        row_products += e.row_calls;
                     }
                 }
             }
@@ -219,7 +226,7 @@ pub(crate) fn build(
         desc.block = Some(block_fn(block));
         desc.last = Some(block_fn(last.unwrap_or(block)));
     }
-    Ok(Jitted { module, entry, pars, clif })
+    Ok(Jitted { module, entry, pars, clif, row_products })
 }
 
 /// What an address in the entry points into.
@@ -309,15 +316,16 @@ fn address(b: &mut FunctionBuilder, p: Ptr, ptrs: Value, ws: Value, n_args: usiz
 }
 
 /// A kernel function: its parameters are the operand addresses, or with `array` one pointer
-/// to an array of them (a block of a split kernel, called by `bpc_par`).
+/// to an array of them (a block of a split kernel, called by `bpc_par`). Returns the row
+/// products it calls.
 fn define_kernel(
     func: &mut cranelift_codegen::ir::Function,
     fctx: &mut FunctionBuilderContext,
     k: &Kernel,
     array: bool,
-    fma: bool,
+    [fma, row_products]: [bool; 2],
     config: TargetFrontendConfig,
-) {
+) -> usize {
     let mut b = FunctionBuilder::new(func, fctx);
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
@@ -329,10 +337,13 @@ fn define_kernel(
     } else {
         b.block_params(block).to_vec()
     };
-    emit_kernel(&mut Em { b: &mut b, fma, inlined: false }, k, &params);
+    let mut e = Em { b: &mut b, fma, inlined: false, row_products, row_calls: 0 };
+    emit_kernel(&mut e, k, &params);
+    let calls = e.row_calls;
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(config);
+    calls
 }
 
 /// Defines the function in `ctx` under `id`, keeping its CLIF text if asked.

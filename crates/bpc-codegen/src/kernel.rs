@@ -96,14 +96,28 @@ impl Expr {
         }
     }
 
-    /// Whether the body contains a dot product (it needs its operands' addresses).
-    pub(crate) fn has_dot(&self) -> bool {
+    /// How many dot products the body contains.
+    pub(crate) fn dots(&self) -> usize {
         match self {
-            Expr::In(_) | Expr::Const(_) => false,
-            Expr::Un(_, a) | Expr::PowI(a, _) => a.has_dot(),
-            Expr::Bin(_, a, b) => a.has_dot() || b.has_dot(),
-            Expr::Select(c, t, f) => c.has_dot() || t.has_dot() || f.has_dot(),
-            Expr::Dot { .. } => true,
+            Expr::In(_) | Expr::Const(_) => 0,
+            Expr::Un(_, a) | Expr::PowI(a, _) => a.dots(),
+            Expr::Bin(_, a, b) => a.dots() + b.dots(),
+            Expr::Select(c, t, f) => c.dots() + t.dots() + f.dots(),
+            Expr::Dot { .. } => 1,
+        }
+    }
+
+    /// The first dot product of the body, `(a, b, k, sa, sb)`, if its operands are inputs.
+    pub(crate) fn find_dot(&self) -> Option<(usize, usize, usize, isize, isize)> {
+        match self {
+            Expr::In(_) | Expr::Const(_) => None,
+            Expr::Un(_, a) | Expr::PowI(a, _) => a.find_dot(),
+            Expr::Bin(_, a, b) => a.find_dot().or_else(|| b.find_dot()),
+            Expr::Select(c, t, f) => c.find_dot().or_else(|| t.find_dot()).or_else(|| f.find_dot()),
+            Expr::Dot { a, b, k, sa, sb } => match (&**a, &**b) {
+                (Expr::In(a), Expr::In(b)) => Some((*a, *b, *k, *sa, *sb)),
+                _ => None,
+            },
         }
     }
 
@@ -216,7 +230,7 @@ impl LoopKernel {
         if unit && self.out[inner] == 1 && outer_reduced {
             return true; // columns: reduced axes inside each block of outputs
         }
-        unit && self.out[inner] == 0 && !outer_reduced && !self.body.has_dot()
+        unit && self.out[inner] == 0 && !outer_reduced && self.body.dots() == 0
     }
 }
 

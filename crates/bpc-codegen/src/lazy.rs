@@ -186,7 +186,7 @@ impl Planner<'_> {
         out: &View,
         epilogue: Option<(Expr, Vec<View>)>,
     ) {
-        let x = if x.body.has_dot() { lazy_of(self.lazy_view(x)) } else { x };
+        let x = if x.body.dots() > 0 { lazy_of(self.lazy_view(x)) } else { x };
         let shape =
             View { src: Src::Const(0.0), dims: x.dims.clone(), strides: vec![0; x.dims.len()], batched: x.batched };
         let into = expand(out, &shape, axes);

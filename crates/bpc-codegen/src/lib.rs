@@ -178,6 +178,9 @@ pub struct Stats {
     /// Of the generated kernels, those split over the threads
     /// ([`Options::parallel_kernel_min`]).
     pub parallel_kernels: usize,
+    /// Call sites in the generated code of the AVX-512 row product: a dot product inlined in
+    /// a map kernel (`(h > 0) ? dY·W2 : 0`) whose rows it computes (`outer.rs`).
+    pub row_products: usize,
     /// Workspace arena size.
     pub workspace_bytes: usize,
 }
@@ -266,6 +269,7 @@ pub fn compile_with(func: &Function, batch: usize, opts: &Options) -> Result<Com
         gemm_calls: gemms.len(),
         owner_splits: gemms.iter().filter(|g| matches!(g.split, plan::Split::Owner { .. })).count(),
         parallel_kernels: cuts.iter().flatten().count(),
+        row_products: jitted.row_products,
         workspace_bytes: plan.ws_bytes,
     };
     Ok(Compiled {

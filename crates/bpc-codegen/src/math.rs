@@ -25,6 +25,11 @@ pub(crate) struct Em<'a, 'f> {
     pub fma: bool,
     /// Emitting into the entry function rather than a kernel function of its own.
     pub inlined: bool,
+    /// A dot product over a row may be computed by a call to
+    /// [`bpc_row_product`](crate::outer::bpc_row_product) (the CPU has its kernel).
+    pub row_products: bool,
+    /// Calls to it emitted so far.
+    pub row_calls: usize,
 }
 
 impl Em<'_, '_> {
