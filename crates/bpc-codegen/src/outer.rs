@@ -103,6 +103,7 @@ unsafe fn row_avx512(p: &Prod) {
 }
 
 /// The lane masks of `V` vectors covering `width` columns.
+#[cfg(target_arch = "x86_64")]
 fn masks<const V: usize>(width: usize) -> [u16; V] {
     std::array::from_fn(|v| {
         let w = width.saturating_sub(16 * v).min(16);
