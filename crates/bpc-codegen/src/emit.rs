@@ -24,7 +24,7 @@ use cranelift_codegen::ir::{
 
 use bpc_ir::{BinaryOp, UnaryOp};
 
-use crate::kernel::{Acc, Expr, Fn1, Fn2, Kernel, LoopKernel, RowsKernel};
+use crate::kernel::{Acc, Expr, Fn1, Fn2, InputDot, Kernel, LoopKernel, RowsKernel};
 use crate::labels::{onehot, pick};
 use crate::math::Em;
 use crate::outer::bpc_row_product;
@@ -217,48 +217,50 @@ fn inner(e: &mut Em, k: &LoopKernel, ptrs: &[Value]) {
     }
 }
 
-/// Rows of at least this many multiply-adds have their dot product computed by
-/// [`bpc_row_product`]: below it the call costs more than the inlined dot. Train steps with
-/// the call against without (in-process paired medians of 31 rounds): iris' `dY·W2` (3 × 16)
-/// 0.95× the speed; digits' (10 × 32) 1.03×; MNIST's (10 × 256) 1.03× at batch 32 and 128,
-/// 1.19× at batch 1.
-const ROW_DOT_MIN_WORK: usize = 256;
-/// The longest row buffered on the stack (16 KB).
+/// The longest row buffered on the stack: 16 KB per kernel function, far inside a thread's
+/// stack (2 MB for rayon's threads, 8 MB for the main thread).
 const ROW_DOT_MAX: usize = 4096;
 
-/// A dot product `(a, b, k, sa, sb)` of the body to compute a row at a time by
-/// [`bpc_row_product`] (AVX-512: 16 lanes where the inlined one has 4): the body's only dot,
-/// one operand broadcast along the row (`a`, the row of the left factor) and the other
-/// moving with it (`b`, contiguous: the inner loop is a vector row).
-type RowDot = (usize, usize, usize, isize, isize);
-
-fn row_dot(e: &Em, k: &LoopKernel, splats: &[Option<Value>]) -> Option<RowDot> {
+/// A dot product of the body computed a row at a time by [`bpc_row_product`]:
+/// `row[j] = Σ_{p<k} a[p·sa] · b[p·sb + j]`, where input `a` is broadcast along the row (the
+/// row of the left factor) and input `b` moves with it (contiguous: the inner loop is a vector
+/// row). AVX-512 has 16 lanes where the inlined dot has 4.
+fn row_dot(e: &Em, k: &LoopKernel, splats: &[Option<Value>]) -> Option<InputDot> {
     let n = k.dims[k.dims.len() - 1];
-    if !e.row_products || n > ROW_DOT_MAX || k.body.dots() != 1 {
+    if n > ROW_DOT_MAX || k.body.dots() != 1 {
         return None;
     }
-    let (ia, ib, dk, sa, sb) = k.body.find_dot()?;
-    if dk * n < ROW_DOT_MIN_WORK {
+    let d = k.body.find_dot()?;
+    if d.k.saturating_mul(n) < e.row_product_min {
         return None;
     }
-    match (splats[ia].is_some(), splats[ib].is_some()) {
-        (true, false) => Some((ia, ib, dk, sa, sb)),
-        (false, true) => Some((ib, ia, dk, sb, sa)),
+    match (splats[d.a].is_some(), splats[d.b].is_some()) {
+        (true, false) => Some(d),
+        (false, true) => Some(InputDot { a: d.b, b: d.a, k: d.k, sa: d.sb, sb: d.sa }),
         _ => None,
     }
 }
 
-/// Calls [`bpc_row_product`] for the row at `ptrs` into a new stack buffer; its address.
-fn precompute_row(e: &mut Em, (a, b, k, sa, sb): RowDot, ptrs: &[Value], n: usize) -> Value {
-    let size = (n.next_multiple_of(16) * 4) as u32;
-    let slot = e.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size, 6));
+/// Calls [`bpc_row_product`] for the row at `ptrs` into the function's row buffer; its address.
+/// The callee is called by address (a constant in the CLIF), as a libcall would be, so kernel
+/// functions need no module import.
+fn precompute_row(e: &mut Em, d: InputDot, ptrs: &[Value], n: usize) -> Value {
+    let size = (n * 4) as u32;
+    let slot = match e.row_slot {
+        Some((slot, have)) if have >= size => slot,
+        _ => {
+            let slot = e.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size, 6));
+            e.row_slot = Some((slot, size));
+            slot
+        }
+    };
     let row = e.b.ins().stack_addr(I64, slot, 0);
     let mut sig = Signature::new(e.b.func.signature.call_conv);
     sig.params.extend(std::iter::repeat_n(AbiParam::new(I64), 7));
     let sig = e.b.import_signature(sig);
     let f = e.b.ins().iconst(I64, bpc_row_product as *const () as i64);
-    let ints = [sa as i64, sb as i64, k as i64, n as i64].map(|x| e.b.ins().iconst(I64, x));
-    e.b.ins().call_indirect(sig, f, &[row, ptrs[1 + a], ints[0], ptrs[1 + b], ints[1], ints[2], ints[3]]);
+    let ints = [d.sa as i64, d.sb as i64, d.k as i64, n as i64].map(|x| e.b.ins().iconst(I64, x));
+    e.b.ins().call_indirect(sig, f, &[row, ptrs[1 + d.a], ints[0], ptrs[1 + d.b], ints[1], ints[2], ints[3]]);
     e.row_calls += 1;
     row
 }
@@ -666,6 +668,13 @@ fn comparison(op: BinaryOp) -> Option<FloatCC> {
         BinaryOp::Gt => Some(FloatCC::GreaterThan),
         BinaryOp::Ge => Some(FloatCC::GreaterThanOrEqual),
         BinaryOp::Eq => Some(FloatCC::Equal),
-        _ => None,
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::StrongMul
+        | BinaryOp::Div
+        | BinaryOp::Pow
+        | BinaryOp::Max
+        | BinaryOp::Min => None,
     }
 }

@@ -38,8 +38,9 @@ pub(crate) struct Jitted {
     pub entry: EntryFn,
     pub pars: Box<[ParDesc]>,
     pub clif: Vec<(String, String)>,
-    /// Row products (`outer::bpc_row_product`) called by the generated code, one per kernel
-    /// (or split block function) whose dot product they compute.
+    /// Call sites of the row product (`outer::bpc_row_product`) in the generated code: one
+    /// per emission of a kernel whose dot product it computes (a split kernel's block
+    /// functions, and a fused rows kernel's row pairs, emit it more than once).
     pub row_products: usize,
 }
 
@@ -82,10 +83,12 @@ pub(crate) fn build(
     gemms: &[GemmDesc],
     cuts: &[Option<Cut>],
     keep_clif: bool,
+    row_product_min: usize,
 ) -> Result<Jitted, CodegenError> {
     let isa = host_isa()?;
     let fma = has_fma(&*isa);
-    let row_dots = crate::outer::row_product_available();
+    // The row product's fused multiply-adds equal the inlined dot's only with `fma`.
+    let row_min = if fma && crate::outer::row_product_available() { row_product_min } else { usize::MAX };
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     for (name, ptr) in symbols() {
         jb.symbol(name, ptr);
@@ -109,7 +112,7 @@ pub(crate) fn build(
             let id = module.declare_function(&name, Linkage::Local, &sig).map_err(|e| err("declare kernel", e))?;
             ctx.func.signature = sig;
             ctx.func.name = UserFuncName::user(0, id.as_u32());
-            row_products += define_kernel(&mut ctx.func, &mut fctx, k, array, [fma, row_dots], module.target_config());
+            row_products += define_kernel(&mut ctx.func, &mut fctx, k, array, fma, row_min, module.target_config());
             finish(&mut module, &mut ctx, id, &name, keep_clif.then_some(&mut clif))?;
             Ok(id)
         };
@@ -158,6 +161,7 @@ pub(crate) fn build(
     };
     let mut gemm_no = 0;
     let mut operand_slot = None;
+    let mut row_slot = None;
     for step in &plan.steps {
         match step {
             Step::Kernel { kernel, ptrs: operands } => {
@@ -181,9 +185,10 @@ pub(crate) fn build(
                         b.ins().call(f, &[desc, array]);
                     }
                     (None, None) => {
-                        let mut e = Em { b: &mut b, fma, inlined: true, row_products: row_dots, row_calls: 0 };
+                        let mut e =
+                            Em { b: &mut b, fma, inlined: true, row_product_min: row_min, row_slot, row_calls: 0 };
                         emit_kernel(&mut e, &plan.kernels[*kernel], &args);
-                        row_products += e.row_calls;
+                        (row_products, row_slot) = (row_products + e.row_calls, e.row_slot);
                     }
                 }
             }
@@ -235,10 +240,13 @@ enum Root {
     Arena,
     Args,
     Result(usize),
+    /// The entry's stack slots (the row buffer of an inlined kernel's row product).
+    Stack,
 }
 
 /// Tags every load and store of the entry with an alias region (Cranelift's `AliasRegion`):
-/// one for the arena, one for all arguments, one per result buffer. They are disjoint:
+/// one for the arena, one for all arguments, one per result buffer, one for the entry's stack
+/// slots. They are disjoint:
 /// `Compiled::run` takes the results as distinct `&mut` slices and the arguments as slices
 /// that cannot overlap them, and the arena is the workspace's own. Cranelift's alias analysis
 /// then forwards a value one inlined kernel stores to the next kernel's load of it across
@@ -274,6 +282,9 @@ fn tag_alias_regions(func: &mut cranelift_codegen::ir::Function, n_args: usize) 
                     Some(r) => accesses.push((inst, r)),
                     None => return,
                 },
+                (Opcode::StackAddr, _) => {
+                    root.insert(func.dfg.first_result(inst), Some(Root::Stack));
+                }
                 (op, _) if op.can_load() || op.can_store() => return,
                 (Opcode::Iadd, _) => {
                     let known: Vec<Root> = args.iter().filter_map(|&a| base(a)).collect();
@@ -292,6 +303,7 @@ fn tag_alias_regions(func: &mut cranelift_codegen::ir::Function, n_args: usize) 
             Root::Arena => (0, "arena".to_string()),
             Root::Args => (1, "arguments".to_string()),
             Root::Result(j) => (2 + j as u32, format!("result {j}")),
+            Root::Stack => (u32::MAX, "stack".to_string()),
         };
         let region = func.dfg.alias_regions.insert(AliasRegionData { user_id, description: description.into() });
         let Some(flags) = func.dfg.insts[inst].memflags() else { continue };
@@ -323,7 +335,8 @@ fn define_kernel(
     fctx: &mut FunctionBuilderContext,
     k: &Kernel,
     array: bool,
-    [fma, row_products]: [bool; 2],
+    fma: bool,
+    row_product_min: usize,
     config: TargetFrontendConfig,
 ) -> usize {
     let mut b = FunctionBuilder::new(func, fctx);
@@ -337,7 +350,7 @@ fn define_kernel(
     } else {
         b.block_params(block).to_vec()
     };
-    let mut e = Em { b: &mut b, fma, inlined: false, row_products, row_calls: 0 };
+    let mut e = Em { b: &mut b, fma, inlined: false, row_product_min, row_slot: None, row_calls: 0 };
     emit_kernel(&mut e, k, &params);
     let calls = e.row_calls;
     b.ins().return_(&[]);

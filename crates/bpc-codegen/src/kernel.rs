@@ -51,6 +51,16 @@ pub(crate) enum Expr {
     },
 }
 
+/// An `Expr::Dot` of input operands `a` and `b`: `Σ_{p<k} a[p·sa]·b[p·sb]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InputDot {
+    pub a: usize,
+    pub b: usize,
+    pub k: usize,
+    pub sa: isize,
+    pub sb: isize,
+}
+
 /// The largest constant integer exponent lowered to multiplications.
 pub(crate) const MAX_POWI: i32 = 64;
 
@@ -107,15 +117,15 @@ impl Expr {
         }
     }
 
-    /// The first dot product of the body, `(a, b, k, sa, sb)`, if its operands are inputs.
-    pub(crate) fn find_dot(&self) -> Option<(usize, usize, usize, isize, isize)> {
+    /// The first dot product of the body, if its operands are inputs.
+    pub(crate) fn find_dot(&self) -> Option<InputDot> {
         match self {
             Expr::In(_) | Expr::Const(_) => None,
             Expr::Un(_, a) | Expr::PowI(a, _) => a.find_dot(),
             Expr::Bin(_, a, b) => a.find_dot().or_else(|| b.find_dot()),
             Expr::Select(c, t, f) => c.find_dot().or_else(|| t.find_dot()).or_else(|| f.find_dot()),
             Expr::Dot { a, b, k, sa, sb } => match (&**a, &**b) {
-                (Expr::In(a), Expr::In(b)) => Some((*a, *b, *k, *sa, *sb)),
+                (Expr::In(a), Expr::In(b)) => Some(InputDot { a: *a, b: *b, k: *k, sa: *sa, sb: *sb }),
                 _ => None,
             },
         }

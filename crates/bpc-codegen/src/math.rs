@@ -15,7 +15,7 @@
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I8X16, I32, I32X4};
-use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, StackSlot, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// Emits vector math into the function being built.
@@ -25,9 +25,13 @@ pub(crate) struct Em<'a, 'f> {
     pub fma: bool,
     /// Emitting into the entry function rather than a kernel function of its own.
     pub inlined: bool,
-    /// A dot product over a row may be computed by a call to
-    /// [`bpc_row_product`](crate::outer::bpc_row_product) (the CPU has its kernel).
-    pub row_products: bool,
+    /// A dot product over a row of at least this many multiply-adds is computed by a call to
+    /// [`bpc_row_product`](crate::outer::bpc_row_product); `usize::MAX` without its kernel
+    /// (no AVX-512) or without `fma` (the inlined dot then rounds twice).
+    pub row_product_min: usize,
+    /// The stack buffer those calls write (shared: each kernel reads its row before the next
+    /// call) and its size in bytes.
+    pub row_slot: Option<(StackSlot, u32)>,
     /// Calls to it emitted so far.
     pub row_calls: usize,
 }

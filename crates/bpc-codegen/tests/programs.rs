@@ -189,6 +189,44 @@ fn split_kernels_match_whole_kernels_bit_for_bit() {
     assert!(split_somewhere > 50, "only {split_somewhere} kernels were split");
 }
 
+/// A dot product computed a row at a time by the AVX-512 call is the inlined one bit for bit:
+/// every example's value-and-grad, SGD and Adam steps at `-O2`, batches 1 and 37, whole and
+/// with every kernel split over 3 threads, with the call taken for every row
+/// (`row_product_min` 1) against never. On a CPU without AVX-512 both sides inline the dot.
+#[test]
+fn row_products_match_inlined_dots_bit_for_bit() {
+    let mut calls = 0;
+    for (name, text) in EXAMPLES {
+        let f = model(name, text);
+        for (what, g) in &functions(&f, &[("SGD step", Optimizer::Sgd), ("Adam step", Optimizer::Adam)]) {
+            let o = optimize(g, OptLevel::O2);
+            for batch in [1, 37] {
+                let args = training_args(&o, batch, 5, name);
+                for (threads, parallel_kernel_min) in [(0, usize::MAX), (3, 1)] {
+                    let run = |row_product_min| {
+                        let opts = Options { threads, parallel_kernel_min, row_product_min, ..Options::default() };
+                        let c = compile_with(&o, batch, &opts).unwrap();
+                        (c.stats().row_products, run_jit(&c, &o, &args))
+                    };
+                    let (none, inlined) = run(usize::MAX);
+                    let (some, rows) = run(1);
+                    assert_eq!(none, 0);
+                    calls += some;
+                    for (r, (a, b)) in o.results.iter().zip(inlined.iter().zip(&rows)) {
+                        let (a, b): (Vec<u32>, Vec<u32>) =
+                            (a.iter().map(|x| x.to_bits()).collect(), b.iter().map(|x| x.to_bits()).collect());
+                        assert_eq!(a, b, "{name} {what}, batch {batch}, {threads} threads: {}", r.name);
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        assert!(calls >= 40, "only {calls} row products");
+    }
+}
+
 /// The lecture's sigmoid neuron at w0=2, x0=-1, w1=-3, x1=-2, w2=-3.
 #[test]
 fn the_lecture_numbers() {
