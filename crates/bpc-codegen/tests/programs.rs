@@ -66,6 +66,14 @@ fn training_args(step: &Function, batch: usize, seed: u64, name: &str) -> Vec<Da
     args
 }
 
+/// Every result of `f` in `a` and `b` has the same bits.
+fn assert_same_bits(f: &Function, a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
+    for (r, (a, b)) in f.results.iter().zip(a.iter().zip(b)) {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(a), bits(b), "{what}: {}", r.name);
+    }
+}
+
 #[test]
 fn value_and_grad_of_every_example() {
     for (name, text) in EXAMPLES {
@@ -177,11 +185,7 @@ fn split_kernels_match_whole_kernels_bit_for_bit() {
                     let (split, parts) = run(1);
                     assert_eq!(none, 0);
                     split_somewhere += split;
-                    for (r, (a, b)) in o.results.iter().zip(whole.iter().zip(&parts)) {
-                        let (a, b): (Vec<u32>, Vec<u32>) =
-                            (a.iter().map(|x| x.to_bits()).collect(), b.iter().map(|x| x.to_bits()).collect());
-                        assert_eq!(a, b, "{name} {what} {level:?}, {threads} threads: {}", r.name);
-                    }
+                    assert_same_bits(&o, &whole, &parts, &format!("{name} {what} {level:?}, {threads} threads"));
                 }
             }
         }
@@ -212,11 +216,7 @@ fn row_products_match_inlined_dots_bit_for_bit() {
                     let (some, rows) = run(1);
                     assert_eq!(none, 0);
                     calls += some;
-                    for (r, (a, b)) in o.results.iter().zip(inlined.iter().zip(&rows)) {
-                        let (a, b): (Vec<u32>, Vec<u32>) =
-                            (a.iter().map(|x| x.to_bits()).collect(), b.iter().map(|x| x.to_bits()).collect());
-                        assert_eq!(a, b, "{name} {what}, batch {batch}, {threads} threads: {}", r.name);
-                    }
+                    assert_same_bits(&o, &inlined, &rows, &format!("{name} {what}, batch {batch}, {threads} threads"));
                 }
             }
         }
