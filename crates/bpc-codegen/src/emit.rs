@@ -569,9 +569,9 @@ pub(crate) fn body(e: &mut Em, x: &Expr, ins: &[Value], at: Option<&At>) -> Valu
         Expr::Select(c, t, f) => {
             let m = match &**c {
                 // A comparison's 0/1 mask is nonzero exactly where the comparison holds.
-                Expr::Bin(Fn2::Ir(op), x, y) if comparison(*op).is_some() => {
+                Expr::Bin(Fn2::Ir(op), x, y) if let Some(cc) = comparison(*op) => {
                     let (x, y) = (body(e, x, ins, at), body(e, y, ins, at));
-                    e.cmp(comparison(*op).expect("a comparison"), x, y)
+                    e.cmp(cc, x, y)
                 }
                 _ => {
                     let c = body(e, c, ins, at);

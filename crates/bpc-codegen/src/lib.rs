@@ -24,12 +24,12 @@
 //!   entry, and those of 64 K iterations or more are cut into one block per thread along
 //!   an axis their output keeps (`par.rs`). Elementwise work is `f32x4` (the widest
 //!   Cranelift type on x64), unrolled, with branch-free masks for `relu`, `max`, `where`
-//!   and comparisons, and polynomial `exp`/`log` (`math.rs`). Reductions keep accumulators in registers (rows, and columns
-//!   for sums over the batch) and compensate sums (Kahan). Matrix products call `gemmkit`
-//!   through an `extern "C"` shim (`gemm.rs`), with packing memory owned by the workspace
-//!   (and, for products split over threads, by each pool thread), so a step allocates
-//!   nothing, except through rayon when it splits work from outside its pool (see
-//!   [`Compiled::run`]).
+//!   and comparisons, and polynomial `exp`/`log` (`math.rs`). Reductions keep accumulators
+//!   in registers (rows, and columns for sums over the batch) and compensate sums (Kahan).
+//!   Matrix products call `gemmkit` through an `extern "C"` shim (`gemm.rs`), with packing
+//!   memory owned by the workspace (and, for products split over threads, by each pool
+//!   thread), so a step allocates nothing, except through rayon when it splits work from
+//!   outside its pool (see [`Compiled::run`]).
 //! - **Entry.** One function `extern "C" fn(ptrs, ws)` runs the steps in program order.
 //!   Compiled code is immutable: a [`Compiled`] is `Send + Sync`; each thread brings its own
 //!   workspace.
@@ -153,7 +153,8 @@ pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 24;
 /// result) that can be cut into whole rows of the output: the MNIST `x·W1ᵀ` and
 /// `W1 − lr·dHᵀ·x` then touch the same half of `W1` on the same core, which keeps that half
 /// in the core's L2 from one product to the next. MNIST train step at 2 threads,
-/// whole-process A/B against one thread per product (10–12 interleaved runs): batch 8 took 0.75× the time, batch 32 0.66×, batch 64 0.70×.
+/// whole-process A/B against one thread per product (10–12 interleaved runs): batch 8 took
+/// 0.75× the time, batch 32 0.66×, batch 64 0.70×.
 /// The same two products split with the halves crossed between the cores ran no faster than
 /// one thread, and gemmkit's own parallel loops at batch 32 took 1.3× the owner split's time.
 /// Batch 2's products (0.4M) gained less and batch 1's (0.2M) lost, hence the 1M cut; at
