@@ -6,6 +6,8 @@ mod common;
 use bpc_codegen::Arg;
 use bpc_ir::{Inst, ReduceOp, UnaryOp};
 use common::*;
+use rand::RngExt;
+use rand::rngs::StdRng;
 
 /// Every non-empty sorted subset of `0..rank`.
 fn axis_sets(rank: usize) -> Vec<Vec<usize>> {
@@ -165,4 +167,24 @@ fn stable_at_ten_thousand() {
     assert_eq!(&got[0][..2], &[1.0, 0.0]);
     assert_eq!(&got[1][..2], &[1e4, 0.0]);
     assert_eq!(&got[2][..2], &[0.0, -1e4]);
+}
+
+/// Sums add groups of vectors pairwise before each compensated add (rows of a column sum,
+/// unrolled blocks of a row sum). Every row count and length around the vector, unroll and
+/// group boundaries, on small integers: exact in `f32` in any order, so a row or block that
+/// the loop counts drop or repeat changes the result.
+#[test]
+fn grouped_sums_are_exact_at_every_boundary() {
+    let ints = |r: &mut StdRng| r.random_range(-8i32..=8) as f32;
+    for n in [1, 4, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 130, 255, 256, 257, 300] {
+        let mut b = B::new(&format!("sum_{n}"));
+        let x = b.input("x", &[n]);
+        let rows = b.ins(Inst::Reduce { op: ReduceOp::Sum, arg: x, axes: vec![1] });
+        let cols = b.ins(Inst::Reduce { op: ReduceOp::Sum, arg: x, axes: vec![0] });
+        b.result("rows", rows);
+        b.result("cols", cols);
+        for batch in [1, 7, 8, 9, 16, 17, 33, 129] {
+            check_with(&b.f, batch, n as u64, 0.0, &ints);
+        }
+    }
 }
