@@ -107,10 +107,11 @@ pub struct Snapshot<'a> {
     pub at: Position,
 }
 
-/// The optimized SGD train step of `func`: results `loss`, the param updates and, when the
-/// model has one, the accuracy source (`output` or `logits`).
-pub fn step_function(func: &Function, schema: &Schema, level: OptLevel) -> Result<Function, RunError> {
-    Ok(bpc_opt::optimize(&raw_step_function(func, schema, bpc_autodiff::Optimizer::Sgd.into())?, level))
+/// The SGD train step of `func` before the optimizer (a [`Runner`] optimizes it per
+/// minibatch size): results `loss`, the param updates and, when the model has one, the
+/// accuracy source (`output` or `logits`).
+pub fn step_function(func: &Function, schema: &Schema) -> Result<Function, RunError> {
+    raw_step_function(func, schema, bpc_autodiff::Optimizer::Sgd.into())
 }
 
 /// The train step of `rule` before the optimizer (every value keeps its source span).
@@ -161,7 +162,7 @@ pub fn train(
     let full = cfg.batch.min(n);
     let mut compile = Vec::new();
     let raw = raw_step_function(func, &schema, cfg.optimizer.rule())?;
-    let mut step = Runner::with_state(bpc_opt::optimize(&raw, cfg.opt_level), &schema, params, &state.slab, full)?;
+    let mut step = Runner::with_state(raw, cfg.opt_level, &schema, params, &state.slab, full)?;
     step.set_threads(cfg.threads);
     for rows in [full, n % full] {
         if rows > 0 {
@@ -180,7 +181,6 @@ pub fn train(
         loss: step.result_index("loss").ok_or_else(|| RunError::Call("the train step has no `loss` result".into()))?,
         scores: accuracy_source(func, &schema).and_then(|s| step.result_index(s)),
         step,
-        raw,
         batch: Batch::new(&schema, full),
         before: Before::default(),
         bar: progress_bar(cfg, n),
@@ -297,9 +297,9 @@ struct Before {
 
 /// The state of the step loop, allocated once before the first epoch.
 struct EpochLoop {
+    /// Holds the step before the optimizer (`func()`), which `--check-finite` re-runs in
+    /// float64.
     step: Runner,
-    /// The step before the optimizer, for `--check-finite`'s float64 re-run.
-    raw: Function,
     /// Indices of the step's `loss` and accuracy-source results.
     loss: usize,
     scores: Option<usize>,
@@ -346,7 +346,7 @@ impl EpochLoop {
             let where_ = || format!("step {} of epoch {epoch}", s + 1 + skip.div_ceil(full));
             if cfg.check_finite && (!step_loss.is_finite() || params.data.iter().any(|x| !x.is_finite())) {
                 let (p, st) = (&self.before.params, &self.before.state);
-                return Err(diagnose_step(&self.raw, params, p, &state.slab, st, batch, &hypers, &where_()));
+                return Err(diagnose_step(self.step.func(), params, p, &state.slab, st, batch, &hypers, &where_()));
             }
             if !step_loss.is_finite() {
                 return Err(RunError::Diverged(format!("training diverged: the loss is {step_loss} at {}", where_())));

@@ -17,9 +17,14 @@ pub const EVAL_BATCH: usize = 256;
 /// The copy of `func` whose results are only those named in `keep` (in `func`'s order),
 /// optimized at `level`; dead code for the others is the optimizer's to remove.
 pub fn forward_function(func: &Function, keep: &[&str], level: OptLevel) -> Function {
+    bpc_opt::optimize(&keeping(func, keep), level)
+}
+
+/// The copy of `func` whose results are only those named in `keep`, before the optimizer.
+fn keeping(func: &Function, keep: &[&str]) -> Function {
     let mut f = func.clone();
     f.results.retain(|r| keep.contains(&r.name.as_str()));
-    bpc_opt::optimize(&f, level)
+    f
 }
 
 /// The result accuracy is measured on: `output`, else `logits` (SPEC §4), if the model has a
@@ -73,7 +78,7 @@ impl Evaluator {
     ) -> Result<Evaluator, RunError> {
         let mut keep = vec!["loss"];
         keep.extend(accuracy_source(func, schema));
-        Evaluator::new(forward_function(func, &keep, level), schema, params)
+        Evaluator::new(keeping(func, &keep), level, schema, params)
     }
 
     /// Compiles the forward pass of `func` with its `output` (else `logits`) as the result.
@@ -87,14 +92,14 @@ impl Evaluator {
             .into_iter()
             .find(|n| func.result(n).is_some())
             .ok_or_else(|| RunError::Call("the model declares no `output` (and has no logits) to predict".into()))?;
-        Evaluator::new(forward_function(func, &[name], level), schema, params)
+        Evaluator::new(keeping(func, &[name]), level, schema, params)
     }
 
-    fn new(func: Function, schema: &Schema, params: &Params) -> Result<Evaluator, RunError> {
+    fn new(func: Function, level: OptLevel, schema: &Schema, params: &Params) -> Result<Evaluator, RunError> {
         let loss = func.results.iter().position(|r| r.name == "loss");
         let scores = func.results.iter().position(|r| r.name == "output" || r.name == "logits");
         let scores = scores.filter(|_| accuracy_source(&func, schema).is_some() || loss.is_none());
-        let runner = Runner::new(func, schema, params, EVAL_BATCH)?;
+        let runner = Runner::new(func, level, schema, params, EVAL_BATCH)?;
         Ok(Evaluator { runner, batch: Batch::new(schema, EVAL_BATCH), loss, scores })
     }
 

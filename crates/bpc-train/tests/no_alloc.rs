@@ -58,13 +58,13 @@ fn the_step_loop_adds_no_allocations() {
         features: (0..n * 4).map(|i| (i as f32 * 0.37).sin()).collect(),
         labels: Labels::Class { values: (0..n as i32).map(|i| i % 3).collect(), encoding: LabelEncoding::Integers },
     };
-    let step = step_function(&f, &schema, bpc_opt::OptLevel::O2).unwrap();
+    let step = bpc_opt::optimize_for_batch(&step_function(&f, &schema).unwrap(), bpc_opt::OptLevel::O2, 4);
     assert_eq!(
         step.results.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         ["loss", "output", "logits", "W1", "b1", "W2", "b2"]
     );
     let direct = direct_per_call(&step);
-    let mut runner = Runner::new(step, &schema, &params, 4).unwrap();
+    let mut runner = Runner::new(step, bpc_opt::OptLevel::O2, &schema, &params, 4).unwrap();
     runner.prepare(4).unwrap();
     let mut batch = Batch::new(&schema, 4);
     let order: Vec<usize> = (0..n).rev().collect();
