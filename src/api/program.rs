@@ -261,7 +261,7 @@ impl Program {
     pub fn forward(&self, batch: usize) -> Result<Forward, Error> {
         let f = &self.model.func;
         let name = ["output", "logits", "loss"].into_iter().find(|n| f.result(n).is_some()).unwrap_or("loss");
-        let func = bpc_train::eval::forward_function(f, &[name], self.options.opt_level);
+        let func = bpc_train::eval::forward_function(f, &[name], self.options.opt_level, batch);
         Ok(Forward::new(Native::compile(self, func, batch, Outs::Named(name))?))
     }
 

@@ -25,7 +25,8 @@
 //!   an axis their output keeps (`par.rs`). Elementwise work is `f32x4` (the widest
 //!   Cranelift type on x64), unrolled, with branch-free masks for `relu`, `max`, `where`
 //!   and comparisons, and polynomial `exp`/`log` (`math.rs`). Reductions keep accumulators
-//!   in registers (rows, and columns for sums over the batch) and compensate sums (Kahan).
+//!   in registers (rows, and columns for sums over the batch) and compensate sums (Kahan,
+//!   over pairwise groups of 8 vectors).
 //!   Matrix products call `gemmkit` through an `extern "C"` shim (`gemm.rs`), with packing
 //!   memory owned by the workspace (and, for products split over threads, by each pool
 //!   thread), so a step allocates nothing, except through rayon when it splits work from

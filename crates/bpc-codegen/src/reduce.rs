@@ -1,11 +1,12 @@
 //! Reduction inner loops: accumulators in registers, combined into the output once.
 //!
 //! Sums are compensated (Kahan 1965): each accumulator carries the rounding error of its
-//! last addition and feeds it back into the next, so a long `f32` sum stays within a few
-//! ulp of the exact one even when it cancels (plain `f32` accumulation drifts by about
-//! `sqrt(n)·ε` of the partial sums). The compensated add is a chain of four dependent
-//! operations, so vectors are first summed pairwise in groups of [`GROUP`], off that chain.
-//! `max`/`min` need no compensation.
+//! last addition and feeds it back into the next, so the error does not grow with the
+//! length (plain `f32` accumulation drifts by up to `n·ε·Σ|x|`). The compensated add is a
+//! chain of four dependent operations, so [`GROUP`] vectors are first added pairwise with
+//! plain adds, off that chain: a sum is then within about `3ε·Σ|x|` of the exact one at
+//! any length, but one that cancels far below `Σ|x|` is no longer within a few ulp of its
+//! own value. `max`/`min` need no compensation.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::types::{F32, F32X4, I32X4};
@@ -276,11 +277,12 @@ type Rows<'a> = dyn FnMut(&mut Em, &[Value]) -> Vec<Value> + 'a;
 /// A sum adds this many vectors (rows of the innermost reduced axis, or consecutive
 /// unrolled blocks of a row) pairwise with plain adds before each compensated add. The
 /// compensated add is four dependent operations, so one per vector held a column block's
-/// loop to a row per ~17 cycles; the pairwise tree is off that chain. Each group sum is
-/// within 3 roundings (log2 of 8) of its exact value and these errors do not compound along
-/// the sum (Higham 2002, §4.2–4.3). At MNIST's bias gradient (1024 × 256, summed over the
-/// batch) the error stayed under 4e-9 of the mean |x| (0.9e-9 without groups), and the
-/// kernel's share of a train step's samples fell from 2.3% to 0.7%.
+/// loop to a row per ~17 cycles; the pairwise tree is off that chain. A group's sum is off
+/// by at most `γ₃·Σ|x|` over the group (`γ₃ ≈ 3ε`, Higham 2002 §4.2) and the compensated
+/// adds do not compound these errors (§4.3). Measured on 1024 × 256 uniform(−1, 1) column
+/// sums: worst error `5.6e-9·Σ|x|` (`3.3e-9` without groups), up to 13 ulp of a column's
+/// own sum where it cancels (0.5 without); MNIST's bias-gradient sum went from 2.3% to 0.7%
+/// of its train step's samples.
 const GROUP: usize = 8;
 
 /// How many vectors a sum adds up with plain adds before one compensated add ([`GROUP`]);

@@ -187,4 +187,14 @@ fn grouped_sums_are_exact_at_every_boundary() {
             check_with(&b.f, batch, n as u64, 0.0, &ints);
         }
     }
+    // Reduced axes that are not adjacent stay two loops: only the inner one is grouped.
+    for (a, m, c) in [(2, 3, 5), (2, 9, 4), (3, 17, 2), (1, 8, 7), (2, 24, 9)] {
+        let mut b = B::new(&format!("sum_{a}x{m}x{c}"));
+        let x = b.input("x", &[a, m, c]);
+        let r = b.ins(Inst::Reduce { op: ReduceOp::Sum, arg: x, axes: vec![0, 2] });
+        b.result("r", r);
+        for batch in [1, 3, 9, 20] {
+            check_with(&b.f, batch, (a * m * c) as u64, 0.0, &ints);
+        }
+    }
 }

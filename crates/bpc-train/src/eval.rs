@@ -15,9 +15,10 @@ use crate::schema::Schema;
 pub const EVAL_BATCH: usize = 256;
 
 /// The copy of `func` whose results are only those named in `keep` (in `func`'s order),
-/// optimized at `level`; dead code for the others is the optimizer's to remove.
-pub fn forward_function(func: &Function, keep: &[&str], level: OptLevel) -> Function {
-    bpc_opt::optimize(&keeping(func, keep), level)
+/// optimized at `level` for minibatch size `batch` (`bpc_opt::optimize_for_batch`); dead
+/// code for the others is the optimizer's to remove.
+pub fn forward_function(func: &Function, keep: &[&str], level: OptLevel, batch: usize) -> Function {
+    bpc_opt::optimize_for_batch(&keeping(func, keep), level, batch)
 }
 
 /// The copy of `func` whose results are only those named in `keep`, before the optimizer.
