@@ -107,34 +107,26 @@ pub(crate) fn reduce_row(
         for _ in 0..u {
             state.extend(init(e, acc));
         }
+        // Groups of `g` unrolled blocks, then the whole blocks left over one at a time (a
+        // group of one is the block itself).
         let g = group(acc);
-        let state = counted(e, n / (4 * u * g), state, &mut |e, s| {
-            let (p, accs) = s.split_at(np);
-            let mut next = advance(e, p, &steps(4 * u * g));
-            for (j, st) in accs.chunks(sl).enumerate() {
-                let xs = (0..g)
-                    .map(|q| {
-                        let ins = inputs(e, p, 16 * (j + u * q) as i32, 4);
-                        body(e, &k.body, &ins, None)
-                    })
-                    .collect();
-                let x = tree_sum(e, xs);
-                next.extend(add(e, acc, st, x));
-            }
-            next
-        });
-        // Whole unrolled blocks left over from the groups (all of them when not grouped).
-        let blocks = if g > 1 { (n % (4 * u * g)) / (4 * u) } else { 0 };
-        let state = counted(e, blocks, state, &mut |e, s| {
-            let (p, accs) = s.split_at(np);
-            let mut next = advance(e, p, &steps(4 * u));
-            for (j, st) in accs.chunks(sl).enumerate() {
-                let ins = inputs(e, p, 16 * j as i32, 4);
-                let x = body(e, &k.body, &ins, None);
-                next.extend(add(e, acc, st, x));
-            }
-            next
-        });
+        for (count, g) in [(n / (4 * u * g), g), ((n % (4 * u * g)) / (4 * u), 1)] {
+            state = counted(e, count, state, &mut |e, s| {
+                let (p, accs) = s.split_at(np);
+                let mut next = advance(e, p, &steps(4 * u * g));
+                for (j, st) in accs.chunks(sl).enumerate() {
+                    let xs = (0..g)
+                        .map(|q| {
+                            let ins = inputs(e, p, 16 * (j + u * q) as i32, 4);
+                            body(e, &k.body, &ins, None)
+                        })
+                        .collect();
+                    let x = tree_sum(e, xs);
+                    next.extend(add(e, acc, st, x));
+                }
+                next
+            });
+        }
         let (p, accs) = state.split_at(np);
         let mut st = accs[..sl].to_vec();
         for other in accs[sl..].chunks(sl) {
