@@ -144,3 +144,41 @@ fn owner_split_products_match() {
         }
     }
 }
+
+/// The weight gradient of a wide layer at a large minibatch (`dYᵀ·X`, 256×784 contracting
+/// 512–1024 rows) is run by gemmkit with both operands packed (`Options::pack_depth_min`):
+/// the same bits as unpacked, on 1 and 2 threads. Only that product is packed: not the
+/// forward `X·Wᵀ` (gemmkit packs `W` anyway), nor a 10-row gradient (one column tile), nor
+/// the same gradient at batch 128.
+#[test]
+fn packed_weight_gradients_match_unpacked_bit_for_bit() {
+    let mut b = B::new("wide");
+    let x = b.input("x", &[784]);
+    let w = b.param("w", &[256, 784]);
+    let dy = b.input("dy", &[256]);
+    let dz = b.input("dz", &[10]);
+    let y = b.ins(Inst::MatMul { lhs: x, rhs: w, ta: false, tb: true });
+    let dw = b.ins(Inst::MatMul { lhs: dy, rhs: x, ta: true, tb: false });
+    let dv = b.ins(Inst::MatMul { lhs: dz, rhs: x, ta: true, tb: false });
+    b.result("y", y);
+    b.result("dw", dw);
+    b.result("dv", dv);
+    for (batch, packed) in [(128, 0), (512, 1), (1024, 1)] {
+        let args = random_args(&b.f, batch, 3, &uniform(-1.0, 1.0));
+        let want = run_interp(&b.f, batch, &args);
+        for threads in [1, 2] {
+            let run = |pack_depth_min| {
+                let c = compile_with(&b.f, batch, &Options { threads, pack_depth_min, ..Options::default() }).unwrap();
+                (c.stats().packed_gemms, run_jit(&c, &b.f, &args))
+            };
+            let (none, plain) = run(usize::MAX);
+            let (some, got) = run(bpc_codegen::DEFAULT_PACK_DEPTH_MIN);
+            assert_eq!((none, some), (0, packed), "batch {batch}, threads {threads}");
+            for (r, (p, g)) in plain.iter().zip(&got).enumerate() {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                assert_eq!(bits(p), bits(g), "result {r}, batch {batch}, threads {threads}");
+            }
+            assert_close(&format!("dw, batch {batch}, threads {threads}"), &got[1], &want[1], dot_tol(batch));
+        }
+    }
+}
