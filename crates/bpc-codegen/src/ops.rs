@@ -11,6 +11,18 @@ use crate::plan::{
 };
 use crate::rows::RowTag;
 
+/// The parts of `logsumexp x` over some axes: views of the reduced dims `m = max x` and
+/// `s = Σ e^(x - m)` (`m` taken as 0 where it is infinite), and inside a fused `rows` kernel
+/// the exponentials `e = e^(x - m)` themselves (a buffer of one row there), for a softmax to
+/// divide by `s` instead of computing them again; `s` is the same sum of the same values with
+/// or without `e` stored.
+#[derive(Clone, Debug)]
+pub(crate) struct LseParts {
+    pub m: View,
+    pub s: View,
+    pub e: Option<View>,
+}
+
 impl Planner<'_> {
     /// A reduction: pending (lazy) inside its kernel, else computed with its producer fused.
     pub(crate) fn reduce_value(&mut self, v: Value, op: ReduceOp, arg: Value, axes: &[usize]) -> Val {
@@ -28,12 +40,11 @@ impl Planner<'_> {
         Val::View(out)
     }
 
-    /// The parts of `logsumexp` over `axes` as two views of the reduced `dims`: `m = max x`
-    /// and `s = Σ e^(x - m)`, with `m` taken as 0 in `s` where it is infinite. Computed once
-    /// per input (softmax and cross-entropy of the same logits share them).
-    pub(crate) fn lse_parts(&mut self, x: &View, axes: &[usize], dims: Vec<usize>, batched: bool) -> (View, View) {
-        if let Some((_, _, m, s)) = self.lse_memo.iter().find(|(y, a, _, _)| y == x && a == axes) {
-            return (m.clone(), s.clone());
+    /// The parts of `logsumexp` over `axes` ([`LseParts`]), computed once per input (softmax
+    /// and cross-entropy of the same logits share them).
+    pub(crate) fn lse_parts(&mut self, x: &View, axes: &[usize], dims: Vec<usize>, batched: bool) -> LseParts {
+        if let Some((_, _, parts)) = self.lse_memo.iter().find(|(y, a, _)| y == x && a == axes) {
+            return parts.clone();
         }
         let m = self.scratch(dims.clone(), batched);
         self.reduce_into(ReduceOp::Max, lazy_of(x.clone()), axes, &m, None);
@@ -41,29 +52,45 @@ impl Planner<'_> {
         let m_into = expand(&m, x, axes);
         let body = Expr::un(UnaryOp::Exp, Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1))));
         let l = Lazy { body, ins: vec![x.clone(), m_into], dims: x.dims.clone(), batched: x.batched };
-        self.reduce_into(ReduceOp::Sum, l, axes, &s, None);
-        self.lse_memo.push((x.clone(), axes.to_vec(), m.clone(), s.clone()));
-        (m, s)
+        let e = if self.rows.is_some() {
+            let e = self.scratch(x.dims.clone(), x.batched);
+            self.materialize(&e, l);
+            self.reduce_into(ReduceOp::Sum, lazy_of(e.clone()), axes, &s, None);
+            Some(e)
+        } else {
+            self.reduce_into(ReduceOp::Sum, l, axes, &s, None);
+            None
+        };
+        let parts = LseParts { m, s, e };
+        self.lse_memo.push((x.clone(), axes.to_vec(), parts.clone()));
+        parts
     }
 
-    /// `log_softmax(x) = (x - m) - log s` and `softmax(x) = e^(log_softmax x)` along `axis`:
-    /// `x - m` first keeps the result accurate when `x` is large.
+    /// `log_softmax(x) = (x - m) - log s` and `softmax(x) = e^(x - m) / s` along `axis`, `m`
+    /// and `s` the parts of `logsumexp x` (`x - m` first keeps the result accurate when `x`
+    /// is large). Where the exponentials were not stored (outside a fused `rows` kernel),
+    /// `softmax(x) = e^(log_softmax x)`, one exponential per element instead of a division.
     pub(crate) fn softmax(&mut self, v: Value, arg: Value, axis: usize, log: bool) -> View {
         let x = self.view(arg);
         let mut dims = x.dims.clone();
         dims.remove(axis);
         let batched = x.batched && axis != 0;
-        let (m, s) = self.lse_parts(&x, &[axis], dims, batched);
-        let m = expand(&m, &x, &[axis]);
-        // `log s` as cross-entropy of the same logits stored it, else computed here.
-        let (s, log_s) = match self.log_memo.iter().find(|(t, _)| *t == s) {
-            Some((_, l)) => (expand(l, &x, &[axis]), Expr::In(2)),
-            None => (expand(&s, &x, &[axis]), Expr::un(UnaryOp::Log, Expr::In(2))),
+        let LseParts { m, s, e } = self.lse_parts(&x, &[axis], dims, batched);
+        let (body, ins) = match e {
+            Some(e) if !log => (Expr::bin(BinaryOp::Div, Expr::In(0), Expr::In(1)), vec![e, expand(&s, &x, &[axis])]),
+            _ => {
+                let m = expand(&m, &x, &[axis]);
+                // `log s` as cross-entropy of the same logits stored it, else computed here.
+                let (s, log_s) = match self.log_memo.iter().find(|(t, _)| *t == s) {
+                    Some((_, l)) => (expand(l, &x, &[axis]), Expr::In(2)),
+                    None => (expand(&s, &x, &[axis]), Expr::un(UnaryOp::Log, Expr::In(2))),
+                };
+                let centered = Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1)));
+                let diff = Expr::bin(BinaryOp::Sub, centered, log_s);
+                (if log { diff } else { Expr::un(UnaryOp::Exp, diff) }, vec![x, m, s])
+            }
         };
-        let centered = Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1)));
-        let diff = Expr::bin(BinaryOp::Sub, centered, log_s);
-        let body = if log { diff } else { Expr::un(UnaryOp::Exp, diff) };
-        let l = Lazy { body, ins: vec![x, m, s], dims: self.sizes(v), batched: self.func.shape(v).batch };
+        let l = Lazy { body, ins, dims: self.sizes(v), batched: self.func.shape(v).batch };
         if self.is_inner(v) {
             // Read only inside its kernel: recomputed where it is read, never stored.
             let out = self.scratch(l.dims.clone(), l.batched);
@@ -82,7 +109,7 @@ impl Planner<'_> {
         let out = self.out(v);
         let z = self.view(logits);
         let last = z.dims.len() - 1;
-        let (m, s) = self.lse_parts(&z, &[last], out.dims.clone(), out.batched);
+        let LseParts { m, s, .. } = self.lse_parts(&z, &[last], out.dims.clone(), out.batched);
         let log_s = self.scratch(out.dims.clone(), out.batched);
         self.push_loop(&log_s, std::slice::from_ref(&s), Expr::un(UnaryOp::Log, Expr::In(0)), None);
         self.log_memo.push((s, log_s.clone()));

@@ -255,8 +255,8 @@ pub(crate) struct Planner<'f> {
     pub bufs: Vec<usize>,
     pub pending: Vec<crate::lazy::Pending>,
     pub rows: Option<RowsCtx>,
-    /// `logsumexp` parts already computed: `(input, axes) -> (max, sum of exp)`.
-    pub lse_memo: Vec<(View, Vec<usize>, View, View)>,
+    /// `logsumexp` parts already computed, by input and axes.
+    pub lse_memo: Vec<(View, Vec<usize>, crate::ops::LseParts)>,
     /// `log s` of a memoized sum of exponentials already stored: `s -> log s`.
     pub log_memo: Vec<(View, View)>,
     /// `(step index, arg index)` of the final copies of update results.
