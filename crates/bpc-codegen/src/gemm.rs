@@ -67,8 +67,11 @@ pub(crate) struct GemmDesc {
 /// batch. gemmkit alone, paired medians of 21 rounds: 256×1024×784 1.10–1.19× the speed on
 /// two threads and 1.19–1.31× on one, 256×512×784 1.14× and 1.27×, 256×1024×512 1.23×; not
 /// taken: 10×1024×256 (`dW2`, one column tile) 0.42×, 256×1024×256 (1 KB stride) 1.00×,
-/// 256×128×784 1.00×, 32×256×784 0.89×. Same result bits (packing copies; the kernels and
-/// their order of accumulation are the same).
+/// 256×128×784 1.00×, 32×256×784 0.89×. Same result bits: gemmkit reads the two knobs
+/// only after it has fixed the route (gemv, small-k and small-m·n ignore them), the depth
+/// blocking, the panel sizes and the threads, and on x86 runs the same kernel, in the same
+/// order along `k`, on a packed panel as in place (a test in `tests/matmul.rs` holds it to
+/// that).
 pub(crate) fn packs_both(d: &GemmDesc, depth_min: usize) -> bool {
     let swapped = d.dst_cs.unsigned_abs() < d.dst_rs.unsigned_abs();
     // A and B of the product gemmkit runs, and its number of columns.
@@ -157,9 +160,14 @@ unsafe fn library(p: &Prod, ws: &mut gemmkit::Workspace, par: gemmkit::Paralleli
 /// it, only process-wide knobs (`gemmkit::tuning`): while one of these guards lives, its
 /// two packing thresholds are 0 (always pack); when the last one in the process is dropped,
 /// they go back to the values they had before bpc first changed them (the defaults, or a
-/// `GEMMKIT_*` variable's). A gemmkit call that starts on another thread meanwhile packs too,
-/// and one that starts while the knobs are being put back may not: either way its result is
-/// the same (packing does not change the result bits), only its speed.
+/// `GEMMKIT_*` variable's). They are captured once: captured again when the count next
+/// leaves 0, they could be a 0 not yet put back, and would stay 0. A gemmkit call that starts
+/// on another thread while a guard lives (another compiled function's, or the program's own)
+/// packs too, which can make it slower (a forced pack of a 10×1024×256 product measured
+/// 0.42× the speed), and one that starts while another thread's last guard is putting the
+/// knobs back may not pack, a guarded one included; either way its result has the same bits.
+/// A program's own `set_*` of these two knobs after bpc's first packed product is undone
+/// when the last guard drops.
 struct ForcedPacking;
 
 /// Live [`ForcedPacking`] guards, and the knobs' values before the first.
@@ -320,7 +328,9 @@ mod tests {
         assert!(!packs_both(&desc(256, 784, 1024, [1, 256], [784, 1], [1, 256]), 512));
     }
 
-    /// The knobs are 0 while any guard lives and back to their values when the last is dropped.
+    /// The knobs are 0 while any guard lives and back to their values when the last is
+    /// dropped, also when guards begin and drop on several threads at once (as the blocks of
+    /// an owner-split product do). One test: another test's guards would change the knobs.
     #[test]
     fn forced_packing_puts_the_knobs_back() {
         let before = (t::lhs_pack_threshold(), t::rhs_pack_threshold());
@@ -330,6 +340,22 @@ mod tests {
         drop(outer);
         assert_eq!((t::lhs_pack_threshold(), t::rhs_pack_threshold()), (0, 0));
         drop(inner);
+        assert_eq!((t::lhs_pack_threshold(), t::rhs_pack_threshold()), before);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for i in 0..5000 {
+                        let g = ForcedPacking::begin();
+                        let nested = (i % 3 == 0).then(ForcedPacking::begin);
+                        // 0, or (while another thread puts them back) the values before.
+                        assert!([0, before.0].contains(&t::lhs_pack_threshold()));
+                        drop(g);
+                        drop(nested);
+                    }
+                });
+            }
+        });
+        assert_eq!(FORCED.load(Ordering::SeqCst), 0);
         assert_eq!((t::lhs_pack_threshold(), t::rhs_pack_threshold()), before);
     }
 }

@@ -197,7 +197,7 @@ impl Planner<'_> {
             ReduceOp::Min => Acc::Min,
             ReduceOp::LogSumExp => {
                 let xv = self.lazy_view(x);
-                let crate::ops::LseParts { m, s, .. } = self.lse_parts(&xv, axes, out.dims.clone(), out.batched);
+                let crate::ops::LseParts { m, s, .. } = self.lse_parts(&xv, axes, out.dims.clone(), out.batched, false);
                 let body = Expr::Bin(crate::kernel::Fn2::LseFinish, Box::new(Expr::In(0)), Box::new(Expr::In(1)));
                 self.push_loop(out, &[m, s], body, None);
                 if let Some((e, ins)) = epilogue {

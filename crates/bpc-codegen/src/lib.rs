@@ -127,9 +127,11 @@ pub struct Options {
     /// computed a row at a time by an AVX-512 call ([`DEFAULT_ROW_PRODUCT_MIN`]; `usize::MAX`
     /// never). Same values bit for bit; only on CPUs with AVX-512F and FMA.
     pub row_product_min: usize,
-    /// Products gemmkit would run reading a strided operand in place, with a depth `k` of at
-    /// least this, run with both operands packed instead (`gemm.rs`, `packs_both`;
-    /// [`DEFAULT_PACK_DEPTH_MIN`]; `usize::MAX` never). Same values bit for bit.
+    /// Products that gemmkit, after its orientation swap, would run reading a column-major
+    /// left operand in place, with a depth stride of at least 512 elements, at least 64
+    /// columns and a depth `k` of at least this, run with both operands packed instead
+    /// (`gemm.rs`, `packs_both`; [`DEFAULT_PACK_DEPTH_MIN`]; `usize::MAX` never). Same values
+    /// bit for bit.
     pub pack_depth_min: usize,
 }
 
@@ -177,8 +179,9 @@ pub const DEFAULT_ROW_PRODUCT_MIN: usize = 256;
 
 /// The weight gradient of MNIST's first layer, `W1 − lr·dHᵀ·x`, contracts the minibatch: from
 /// this batch size up gemmkit runs it with both operands packed (`gemm.rs`, `packs_both`).
-/// MNIST train step, in-process paired medians of 15 rounds, packed against not: batch 1024
-/// 1.09–1.12× the speed on two threads and 1.13–1.15× on one, batch 512 1.03× on two.
+/// MNIST train step, in-process paired medians of 21 rounds, packed against not: batch 1024
+/// 1.09× the speed on two threads and 1.07× on one, batch 512 1.03× on two (an earlier A/B
+/// of 15 rounds: 1.09–1.12× on two, 1.13–1.15× on one).
 pub const DEFAULT_PACK_DEPTH_MIN: usize = 512;
 
 /// Loop kernels from this many iterations up are split over the threads (`par.rs`). MNIST

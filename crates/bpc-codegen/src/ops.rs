@@ -12,10 +12,12 @@ use crate::plan::{
 use crate::rows::RowTag;
 
 /// The parts of `logsumexp x` over some axes: views of the reduced dims `m = max x` and
-/// `s = Σ e^(x - m)` (`m` taken as 0 where it is infinite), and inside a fused `rows` kernel
-/// the exponentials `e = e^(x - m)` themselves (a buffer of one row there), for a softmax to
-/// divide by `s` instead of computing them again; `s` is the same sum of the same values with
-/// or without `e` stored.
+/// `s = Σ e^(x - m)` (`m` taken as 0 where it is infinite), and, when a fused `rows` kernel
+/// also takes `softmax x`, the exponentials `e = e^(x - m)` themselves, for the softmax to
+/// divide by `s` instead of computing them again (in a buffer of one row, or two when the
+/// kernel takes two rows per iteration). `s` then sums the stored values: the same values,
+/// but from 16 along the axis the loop over them is unrolled by 4 instead of 2, so `s` (and
+/// the cross-entropy, `log_softmax`) may differ from the unstored sum in the last bit.
 #[derive(Clone, Debug)]
 pub(crate) struct LseParts {
     pub m: View,
@@ -41,8 +43,15 @@ impl Planner<'_> {
     }
 
     /// The parts of `logsumexp` over `axes` ([`LseParts`]), computed once per input (softmax
-    /// and cross-entropy of the same logits share them).
-    pub(crate) fn lse_parts(&mut self, x: &View, axes: &[usize], dims: Vec<usize>, batched: bool) -> LseParts {
+    /// and cross-entropy of the same logits share them); `e` stored if `store_exp`.
+    pub(crate) fn lse_parts(
+        &mut self,
+        x: &View,
+        axes: &[usize],
+        dims: Vec<usize>,
+        batched: bool,
+        store_exp: bool,
+    ) -> LseParts {
         if let Some((_, _, parts)) = self.lse_memo.iter().find(|(y, a, _)| y == x && a == axes) {
             return parts.clone();
         }
@@ -52,7 +61,7 @@ impl Planner<'_> {
         let m_into = expand(&m, x, axes);
         let body = Expr::un(UnaryOp::Exp, Expr::bin(BinaryOp::Sub, Expr::In(0), shift(Expr::In(1))));
         let l = Lazy { body, ins: vec![x.clone(), m_into], dims: x.dims.clone(), batched: x.batched };
-        let e = if self.rows.is_some() {
+        let e = if store_exp {
             let e = self.scratch(x.dims.clone(), x.batched);
             self.materialize(&e, l);
             self.reduce_into(ReduceOp::Sum, lazy_of(e.clone()), axes, &s, None);
@@ -75,7 +84,8 @@ impl Planner<'_> {
         let mut dims = x.dims.clone();
         dims.remove(axis);
         let batched = x.batched && axis != 0;
-        let LseParts { m, s, e } = self.lse_parts(&x, &[axis], dims, batched);
+        let store_exp = !log && self.rows_softmax_of(arg);
+        let LseParts { m, s, e } = self.lse_parts(&x, &[axis], dims, batched, store_exp);
         let (body, ins) = match e {
             Some(e) if !log => (Expr::bin(BinaryOp::Div, Expr::In(0), Expr::In(1)), vec![e, expand(&s, &x, &[axis])]),
             _ => {
@@ -109,7 +119,8 @@ impl Planner<'_> {
         let out = self.out(v);
         let z = self.view(logits);
         let last = z.dims.len() - 1;
-        let LseParts { m, s, .. } = self.lse_parts(&z, &[last], out.dims.clone(), out.batched);
+        let store_exp = self.rows_softmax_of(logits);
+        let LseParts { m, s, .. } = self.lse_parts(&z, &[last], out.dims.clone(), out.batched, store_exp);
         let log_s = self.scratch(out.dims.clone(), out.batched);
         self.push_loop(&log_s, std::slice::from_ref(&s), Expr::un(UnaryOp::Log, Expr::In(0)), None);
         self.log_memo.push((s, log_s.clone()));

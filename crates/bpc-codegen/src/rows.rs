@@ -11,7 +11,7 @@
 //! accumulator another phase writes, the loop takes two rows per iteration, phase by phase
 //! (such a buffer then holds two rows), so the two rows' latency chains overlap.
 
-use bpc_ir::Value;
+use bpc_ir::{Inst, Value};
 
 use crate::kernel::{Kernel, LoopKernel, RowsKernel};
 use crate::plan::{Base, Planner, Ptr, Src, Step};
@@ -48,6 +48,17 @@ impl Planner<'_> {
         self.log_memo.clear();
         let (first_step, first_buf) = (self.steps.len(), self.bufs.len());
         self.rows = Some(RowsCtx { first, last, first_step, first_buf, tags: Vec::new() });
+    }
+
+    /// Whether the `rows` group being planned takes `softmax(x)` (not its log) along the last
+    /// axis: the exponentials of `x` are then worth storing (`ops.rs`, `LseParts`).
+    pub(crate) fn rows_softmax_of(&self, x: Value) -> bool {
+        let Some(ctx) = &self.rows else { return false };
+        let shape = self.func.shape(x);
+        let last_axis = shape.dims.len() + usize::from(shape.batch) - 1;
+        self.func.values().filter(|&v| v >= ctx.first && v <= ctx.last).any(
+            |v| matches!(self.func.inst(v), Inst::Softmax { arg, axis, log: false } if *arg == x && *axis == last_axis),
+        )
     }
 
     /// Replaces the group's steps by one rows kernel, if they fit the pattern.

@@ -243,3 +243,42 @@ fn the_lecture_numbers() {
         assert!((got[0] - want).abs() < 1e-6, "{out:?}");
     }
 }
+
+/// Softmax cross-entropy through the fused rows kernel (the loss and its gradient
+/// `(softmax z − onehot)/B` in one kernel, the softmax dividing the stored exponentials by
+/// their sum; inlined into the entry at batch 1)
+/// at 3, 10, 17 and 100 classes (from 16 the sums unroll by 4), batch 1, 7 and 33 (rows taken
+/// two at a time, and a last one alone), on rows of ordinary logits and rows holding one
+/// -inf, only -inf, one +inf, one NaN, ±1e30 and ties at -1e30: the interpreter's NaN and
+/// infinities, and its values to float32 rounding elsewhere.
+#[test]
+fn fused_softmax_cross_entropy_at_extreme_logits() {
+    for classes in [3, 10, 17, 100] {
+        let text = format!("model edge\ninput z[{classes}]\nlabel y : class({classes})\nloss cross_entropy(z, y)\n");
+        let f = model("edge", &text);
+        let vg = optimize(&value_and_grad(&f, &["z"]).unwrap(), OptLevel::O2);
+        for batch in [1, 7, 33] {
+            let mut args = random_args(&vg, batch, classes as u64, &uniform(-10.0, 10.0));
+            let z = vg.args.iter().position(|a| a.name == "z").unwrap();
+            let Data::F32(z) = &mut args[z] else { panic!("z is f32") };
+            for (r, row) in z.chunks_mut(classes).enumerate() {
+                let at = (r * 7 + 3) % classes;
+                match r % 7 {
+                    1 => row[at] = f32::NEG_INFINITY,
+                    2 => row.fill(f32::NEG_INFINITY),
+                    3 => row[at] = f32::INFINITY,
+                    4 => row[at] = f32::NAN,
+                    5 => row.iter_mut().for_each(|x| *x *= 1e29),
+                    6 => row.fill(-1e30),
+                    _ => {}
+                }
+            }
+            let c = compile(&vg, batch).unwrap();
+            let got = run_jit(&c, &vg, &args);
+            let want = run_interp(&vg, batch, &args);
+            for (r, (g, w)) in vg.results.iter().zip(got.iter().zip(&want)) {
+                assert_close(&format!("{} at {classes} classes, batch {batch}", r.name), g, w, 1e-5);
+            }
+        }
+    }
+}

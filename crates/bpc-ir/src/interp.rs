@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::function::{ArgId, ArgKind, Function, Inst, Value};
-use crate::ops::ReduceOp;
+use crate::ops::{ReduceOp, nan_max};
 use crate::types::Shape;
 
 /// A dense row-major `f64` tensor with its physical sizes (batch axis included).
@@ -117,7 +117,7 @@ fn eval(
             let mut data = Vec::with_capacity(y.len());
             for (r, &c) in y.data.iter().enumerate() {
                 let row = &z.data[r * k..(r + 1) * k];
-                data.push(ReduceOp::LogSumExp.eval(row) - row[class_index(func, *label, c, k)?]);
+                data.push(cross_entropy_row(row, row[class_index(func, *label, c, k)?]));
             }
             Tensor::new(shape, data)
         }
@@ -261,13 +261,34 @@ fn softmax(x: &Tensor, axis: usize, log: bool) -> Tensor {
         for i in 0..inner {
             let at = |l: usize| (o * len + l) * inner + i;
             let line: Vec<f64> = (0..len).map(|l| x.data[at(l)]).collect();
-            let lse = ReduceOp::LogSumExp.eval(&line);
-            for (l, z) in line.iter().enumerate() {
-                out.data[at(l)] = if log { z - lse } else { (z - lse).exp() };
+            for (l, y) in softmax_line(&line, log).into_iter().enumerate() {
+                out.data[at(l)] = y;
             }
         }
     }
     out
+}
+
+/// `softmax` (or `log_softmax`) of one line as `e^(z - m) / s` (or `(z - m) - ln s`), `m` the
+/// max and `s = Σ e^(z - m)`: `z - lse` would lose `ln s` when `|m|` is beyond about 1e16.
+/// An infinite or NaN max goes through `logsumexp` (all -inf: NaN; +inf: NaN there, 0 elsewhere).
+fn softmax_line(line: &[f64], log: bool) -> Vec<f64> {
+    let m = line.iter().copied().fold(f64::NEG_INFINITY, nan_max);
+    if !m.is_finite() {
+        let lse = ReduceOp::LogSumExp.eval(line);
+        return line.iter().map(|z| if log { z - lse } else { (z - lse).exp() }).collect();
+    }
+    let s: f64 = line.iter().map(|z| (z - m).exp()).sum();
+    line.iter().map(|z| if log { (z - m) - s.ln() } else { (z - m).exp() / s }).collect()
+}
+
+/// `logsumexp(row) - z_y` as `(m - z_y) + ln s` (as [`softmax_line`]) when the max `m` is finite.
+fn cross_entropy_row(row: &[f64], z_y: f64) -> f64 {
+    let m = row.iter().copied().fold(f64::NEG_INFINITY, nan_max);
+    if !m.is_finite() {
+        return ReduceOp::LogSumExp.eval(row) - z_y;
+    }
+    (m - z_y) + row.iter().map(|z| (z - m).exp()).sum::<f64>().ln()
 }
 
 /// Offset of `at` within one example of `s`, and the elements left after it.
