@@ -174,10 +174,7 @@ fn packed_weight_gradients_match_unpacked_bit_for_bit() {
             let (none, plain) = run(usize::MAX);
             let (some, got) = run(bpc_codegen::DEFAULT_PACK_DEPTH_MIN);
             assert_eq!((none, some), (0, packed), "batch {batch}, threads {threads}");
-            for (r, (p, g)) in plain.iter().zip(&got).enumerate() {
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-                assert_eq!(bits(p), bits(g), "result {r}, batch {batch}, threads {threads}");
-            }
+            assert_same_bits(&b.f, &plain, &got, &format!("batch {batch}, threads {threads}"));
             assert_close(&format!("dw, batch {batch}, threads {threads}"), &got[1], &want[1], dot_tol(batch));
         }
     }

@@ -66,14 +66,6 @@ fn training_args(step: &Function, batch: usize, seed: u64, name: &str) -> Vec<Da
     args
 }
 
-/// Every result of `f` in `a` and `b` has the same bits.
-fn assert_same_bits(f: &Function, a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
-    for (r, (a, b)) in f.results.iter().zip(a.iter().zip(b)) {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-        assert_eq!(bits(a), bits(b), "{what}: {}", r.name);
-    }
-}
-
 #[test]
 fn value_and_grad_of_every_example() {
     for (name, text) in EXAMPLES {

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::function::{ArgId, ArgKind, Function, Inst, Value};
-use crate::ops::{ReduceOp, nan_max};
+use crate::ops::{ReduceOp, lse_parts};
 use crate::types::Shape;
 
 /// A dense row-major `f64` tensor with its physical sizes (batch axis included).
@@ -271,24 +271,22 @@ fn softmax(x: &Tensor, axis: usize, log: bool) -> Tensor {
 
 /// `softmax` (or `log_softmax`) of one line as `e^(z - m) / s` (or `(z - m) - ln s`), `m` the
 /// max and `s = Σ e^(z - m)`: `z - lse` would lose `ln s` when `|m|` is beyond about 1e16.
-/// An infinite or NaN max goes through `logsumexp` (all -inf: NaN; +inf: NaN there, 0 elsewhere).
+/// An infinite or NaN max is `logsumexp` itself (all -inf: NaN; +inf: NaN there, 0 elsewhere).
 fn softmax_line(line: &[f64], log: bool) -> Vec<f64> {
-    let m = line.iter().copied().fold(f64::NEG_INFINITY, nan_max);
+    let (m, s) = lse_parts(line);
     if !m.is_finite() {
-        let lse = ReduceOp::LogSumExp.eval(line);
-        return line.iter().map(|z| if log { z - lse } else { (z - lse).exp() }).collect();
+        return line.iter().map(|z| if log { z - m } else { (z - m).exp() }).collect();
     }
-    let s: f64 = line.iter().map(|z| (z - m).exp()).sum();
     line.iter().map(|z| if log { (z - m) - s.ln() } else { (z - m).exp() / s }).collect()
 }
 
-/// `logsumexp(row) - z_y` as `(m - z_y) + ln s` (as [`softmax_line`]) when the max `m` is finite.
+/// `logsumexp(row) - z_y` as `(m - z_y) + ln s` (as [`softmax_line`]).
 fn cross_entropy_row(row: &[f64], z_y: f64) -> f64 {
-    let m = row.iter().copied().fold(f64::NEG_INFINITY, nan_max);
+    let (m, s) = lse_parts(row);
     if !m.is_finite() {
-        return ReduceOp::LogSumExp.eval(row) - z_y;
+        return m - z_y;
     }
-    (m - z_y) + row.iter().map(|z| (z - m).exp()).sum::<f64>().ln()
+    (m - z_y) + s.ln()
 }
 
 /// Offset of `at` within one example of `s`, and the elements left after it.

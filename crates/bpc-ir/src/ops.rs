@@ -241,17 +241,25 @@ impl ReduceOp {
             ReduceOp::Max => xs.iter().copied().fold(f64::NEG_INFINITY, nan_max),
             ReduceOp::Min => -xs.iter().map(|x| -x).fold(f64::NEG_INFINITY, nan_max),
             ReduceOp::LogSumExp => {
-                let m = xs.iter().copied().fold(f64::NEG_INFINITY, nan_max);
+                let (m, s) = lse_parts(xs);
                 if m.is_infinite() {
                     // All -inf gives -inf; any +inf gives +inf.
                     return m;
                 }
-                m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+                m + s.ln()
             }
         }
     }
 }
 
-pub(crate) fn nan_max(a: f64, b: f64) -> f64 {
+/// The parts of `logsumexp xs = m + ln s`: the max `m` (NaN if any element is) and
+/// `s = Σ e^(x - m)`, NaN when `m` is not finite.
+pub(crate) fn lse_parts(xs: &[f64]) -> (f64, f64) {
+    let m = xs.iter().copied().fold(f64::NEG_INFINITY, nan_max);
+    let s = if m.is_finite() { xs.iter().map(|x| (x - m).exp()).sum() } else { f64::NAN };
+    (m, s)
+}
+
+fn nan_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
 }

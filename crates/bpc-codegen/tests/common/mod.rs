@@ -177,6 +177,14 @@ pub fn close(got: f32, want: f64, tol: f64) -> bool {
     (g - want).abs() <= tol * want.abs().max(1.0)
 }
 
+/// Every result of `f` in `a` and `b` has the same bits.
+pub fn assert_same_bits(f: &Function, a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
+    for (r, (a, b)) in f.results.iter().zip(a.iter().zip(b)) {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(a), bits(b), "{what}: {}", r.name);
+    }
+}
+
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let bad: Vec<usize> = (0..got.len()).filter(|&i| !close(got[i], want[i], tol)).collect();
