@@ -274,3 +274,50 @@ fn fused_softmax_cross_entropy_at_extreme_logits() {
         }
     }
 }
+
+/// A layer written with its weight stored transposed (`transpose(WT) @ x`) and a penalty
+/// on `transpose(A) @ A`: at `-O2` no transpose is left (the forward reads `WT` through the
+/// product's flags, the adjoint's `transpose(dHᵀ·x)` is computed as `xᵀ·dH`, and the SGD
+/// update of `WT` folds into that product), and value-and-grad and the train steps agree
+/// with the interpreter.
+#[test]
+fn transposed_weights_fold_into_the_products() {
+    let f = model(
+        "transposed",
+        "model transposed\ninput x[6]\nlabel y : class(3)\nparam WT[6, 5] ~ normal(0, 0.5)\nparam b1[5] = 0\n\
+         param W2[3, 5] ~ normal(0, 0.5)\nparam A[4, 5] ~ normal(0, 0.5)\nh = tanh(transpose(WT) @ x + b1)\n\
+         f = W2 @ h\nloss cross_entropy(f, y) + 0.01 * sum(transpose(A) @ A)\n",
+    );
+    let sgd = optimize(&train_step(&f, Optimizer::Sgd).unwrap(), OptLevel::O2);
+    let text = sgd.to_string();
+    assert!(
+        sgd.values().all(|v| !matches!(sgd.inst(v), bpc_ir::Inst::Transpose { .. })),
+        "a transpose is left:\n{text}"
+    );
+    let [gemm] =
+        &sgd.kernels.as_ref().unwrap().iter().filter(|k| k.kind == bpc_ir::KernelKind::Gemm).collect::<Vec<_>>()[..]
+    else {
+        panic!("one GEMM kernel, the update of WT:\n{text}")
+    };
+    let x = sgd.values().find(|&v| sgd.inst(v) == &bpc_ir::Inst::Arg(bpc_ir::ArgId(0))).unwrap();
+    assert!(
+        matches!(*sgd.inst(gemm.values[0]), bpc_ir::Inst::MatMul { lhs, ta: true, tb: false, .. } if lhs == x),
+        "{text}"
+    );
+    let wt = sgd.results.iter().find(|r| r.update.is_some_and(|a| sgd.arg(a).name == "WT")).unwrap();
+    assert_eq!(Some(&wt.value), gemm.values.last(), "the update of WT is the GEMM's epilogue:\n{text}");
+    let momentum = UpdateRule::from(Optimizer::Momentum { nesterov: false });
+    for (what, g) in
+        functions(&f, &[("sgd", Optimizer::Sgd)]).into_iter().chain([("momentum", train_step(&f, momentum).unwrap())])
+    {
+        for batch in [1, 7, 128] {
+            let args = training_args(&g, batch, 11, "transposed");
+            let want = run_interp(&g, batch, &args);
+            let o = optimize(&g, OptLevel::O2);
+            let got = run_jit(&compile(&o, batch).unwrap(), &o, &args);
+            for (r, (b, w)) in g.results.iter().zip(got.iter().zip(&want)) {
+                assert_close(&format!("{what} (batch {batch}) {}: -O2 vs interpreter", r.name), b, w, F32_TOL);
+            }
+        }
+    }
+}

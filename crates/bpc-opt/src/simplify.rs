@@ -5,7 +5,17 @@
 //! - `broadcast(broadcast x)`, `reshape(reshape x)` → one view; a view to the operand's own
 //!   type → the operand; `reshape` of a broadcast scalar → that scalar broadcast;
 //! - `x > 0` where `relu(x)` is also computed → `relu(x) > 0` (the same mask, NaN included:
-//!   it lets the pre-activation die right after the activation, as in the relu adjoint).
+//!   it lets the pre-activation die right after the activation, as in the relu adjoint);
+//! - `transpose(transpose x)` → `x`.
+//!
+//! Transpose folding (XLA's, BLAS's transa/transb): the same products summed over the same
+//! `k`, in the GEMM kernel's order for the strides it is given:
+//! - `op(transpose a)·op(b)` → the product with `a` and its flag flipped (and likewise for
+//!   `b`): the transpose is read through strides instead of copied;
+//! - `transpose(op(a)·op(b))` → `op(b)ᵀ·op(a)ᵀ`, the operands swapped and both flags
+//!   flipped, when the product has no other use: the adjoint of `transpose(W) @ x` is
+//!   `transpose(dHᵀ·x)`, and the swapped product writes the gradient in `W`'s own layout (so
+//!   an SGD update can fold into it) instead of transposing it afterwards.
 //!
 //! Exact in real arithmetic, documented deviations in floating point:
 //! - `x + 0`, `0 + x` → `x`: differs only for `x = -0` (gives `-0` where IEEE gives `+0`);
@@ -27,8 +37,24 @@ use crate::rewrite::{Rewriter, constant};
 
 /// Applies the rewrites above, each on the already-simplified operands.
 pub fn simplify(func: &Function) -> Function {
+    let mut uses = vec![0usize; func.len()];
+    for v in func.values() {
+        for o in func.inst(v).operands() {
+            uses[o.index()] += 1;
+        }
+    }
+    for r in &func.results {
+        uses[r.value.index()] += 1;
+    }
     Rewriter::new(func).run(|rw, v| {
         let inst = rw.mapped(v);
+        // Here, not in `rewrite`: it needs the source's use count of the product.
+        if let Inst::Transpose { arg } = *func.inst(v)
+            && uses[arg.index()] == 1
+            && let Inst::MatMul { lhs, rhs, ta, tb } = *rw.out.inst(rw.get(arg))
+        {
+            return rw.emit(Inst::MatMul { lhs: rhs, rhs: lhs, ta: !tb, tb: !ta }, func.span(v));
+        }
         match rewrite(&rw.out, &inst, func, v) {
             Some(Rewrite::Value(w)) => w,
             Some(Rewrite::Inst(i)) => rw.emit(i, func.span(v)),
@@ -81,6 +107,18 @@ fn rewrite(out: &Function, inst: &Inst, src: &Function, v: Value) -> Option<Rewr
             Inst::Unary { op: UnaryOp::Exp, arg: x } => Some(V(x)),
             _ => None,
         },
+        Inst::Transpose { arg } => match *out.inst(arg) {
+            Inst::Transpose { arg: x } => Some(V(x)),
+            _ => None,
+        },
+        Inst::MatMul { lhs, rhs, ta, tb } => {
+            let untranspose = |x: Value, t: bool| match *out.inst(x) {
+                Inst::Transpose { arg } => (arg, !t),
+                _ => (x, t),
+            };
+            let ((a, ta), (b, tb)) = (untranspose(lhs, ta), untranspose(rhs, tb));
+            ((a, b) != (lhs, rhs)).then_some(I(Inst::MatMul { lhs: a, rhs: b, ta, tb }))
+        }
         Inst::Broadcast { arg, .. } | Inst::Reshape { arg, .. } if same_type(arg) => Some(V(arg)),
         Inst::Broadcast { arg, ref to } => match *out.inst(arg) {
             Inst::Broadcast { arg: x, .. } => Some(I(Inst::Broadcast { arg: x, to: to.clone() })),
