@@ -13,7 +13,8 @@
 //!   two arguments);
 //! - [`fold_constants`]: elementwise ops of constants become constants;
 //! - [`simplify`]: `x*1`, `x+0`, `neg(neg x)`, `log(exp x)`, `sqrt(x)^2` for `x >= 0`, view
-//!   chains, the relu mask read from the activation (each rewrite's exactness is documented);
+//!   chains, the relu mask read from the activation, the transpose of a matrix product
+//!   computed as the swapped product (each rewrite's exactness is documented);
 //! - [`hoist_shared`]: a shared term of the loss is added once to the batch mean, and its
 //!   cotangent is not summed back over a broadcast;
 //! - [`fuse`]: groups values into fused kernels (`bpc_ir::fusion`) and schedules them, so

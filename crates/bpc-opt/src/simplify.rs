@@ -6,16 +6,18 @@
 //!   type → the operand; `reshape` of a broadcast scalar → that scalar broadcast;
 //! - `x > 0` where `relu(x)` is also computed → `relu(x) > 0` (the same mask, NaN included:
 //!   it lets the pre-activation die right after the activation, as in the relu adjoint);
-//! - `transpose(transpose x)` → `x`.
+//! - `transpose(transpose x)` → `x`;
+//! - `op(transpose a)·op(b)` → the product of `a` with its flag flipped (BLAS's transa/transb;
+//!   likewise for `b`, both in one rewrite): code generation reads a transpose as a strided
+//!   view either way, so the GEMM call gets the same strides; the rewrite lets the next one
+//!   and fusion see the product itself.
 //!
-//! Transpose folding (XLA's, BLAS's transa/transb): the same products summed over the same
-//! `k`, in the GEMM kernel's order for the strides it is given:
-//! - `op(transpose a)·op(b)` → the product with `a` and its flag flipped (and likewise for
-//!   `b`): the transpose is read through strides instead of copied;
-//! - `transpose(op(a)·op(b))` → `op(b)ᵀ·op(a)ᵀ`, the operands swapped and both flags
-//!   flipped, when the product has no other use: the adjoint of `transpose(W) @ x` is
-//!   `transpose(dHᵀ·x)`, and the swapped product writes the gradient in `W`'s own layout (so
-//!   an SGD update can fold into it) instead of transposing it afterwards.
+//! Transpose folding, exact in real arithmetic: `transpose(op(a)·op(b))` → `op(b)ᵀ·op(a)ᵀ`,
+//! the operands swapped and both flags flipped, when the product has no other use. The
+//! adjoint of `transpose(W) @ x` is `transpose(dHᵀ·x)`; computed as `xᵀ·dH` it comes out in
+//! `W`'s own layout, so the SGD update of `W` folds into the product instead of a kernel that
+//! reads the gradient transposed. The product then has the other layout: it, and the products
+//! that read it, may take another kernel and sum in another order (last-bit differences).
 //!
 //! Exact in real arithmetic, documented deviations in floating point:
 //! - `x + 0`, `0 + x` → `x`: differs only for `x = -0` (gives `-0` where IEEE gives `+0`);
@@ -48,9 +50,12 @@ pub fn simplify(func: &Function) -> Function {
     }
     Rewriter::new(func).run(|rw, v| {
         let inst = rw.mapped(v);
-        // Here, not in `rewrite`: it needs the source's use count of the product.
+        // Here, not in `rewrite`: it needs the source's use count of the product. The operand
+        // must be a product in the source too: one that only maps to a product (`M * 1`,
+        // `transpose(transpose M)`) says nothing about the product's other uses.
         if let Inst::Transpose { arg } = *func.inst(v)
             && uses[arg.index()] == 1
+            && matches!(func.inst(arg), Inst::MatMul { .. })
             && let Inst::MatMul { lhs, rhs, ta, tb } = *rw.out.inst(rw.get(arg))
         {
             return rw.emit(Inst::MatMul { lhs: rhs, rhs: lhs, ta: !tb, tb: !ta }, func.span(v));
