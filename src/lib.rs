@@ -223,8 +223,7 @@ impl Model {
             let m = format!("{}: the minibatch size must be at least 1, got 0", self.source.path);
             return Err(Error::new(ErrorKind::Call, m));
         }
-        let opt = bpc_opt::optimize_for_batch(func, level, batch);
-        bpc_codegen::compile(&opt, batch).map_err(|e| {
+        bpc_train::runner::compile_for_batch(func, level, batch, &bpc_codegen::Options::default()).map_err(|e| {
             Error::new(ErrorKind::Compile, format!("{}: code generation failed: {}", self.source.path, e.0))
         })
     }

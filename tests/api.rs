@@ -239,6 +239,49 @@ fn native_functions_agree_with_each_other() {
     }
 }
 
+/// With 2 threads and 1024 examples, the train step, value-and-grad and forward run as two
+/// data-parallel shards of 512 rows; they agree with the same functions on one thread.
+#[test]
+fn data_parallel_functions_agree_with_one_thread() {
+    let program = |threads| {
+        bpc::compile_file(root().join("examples/iris.bp"), &Options { threads, ..Options::default() }).unwrap()
+    };
+    let (one, two) = (program(1), program(2));
+    let batch = 1024;
+    let x: Vec<f32> = (0..batch * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+    let y: Vec<i32> = (0..batch as i32).map(|i| i % 3).collect();
+    let labels = [Label::Class(&y)];
+    let feed = Feed { inputs: &[&x], labels: &labels };
+    let params = one.init_params(7).unwrap();
+    let (vg1, vg2) = (
+        one.value_and_grad(&one.param_names(), batch).unwrap(),
+        two.value_and_grad(&two.param_names(), batch).unwrap(),
+    );
+    assert_eq!((vg1.stats().shards, vg2.stats().shards), (0, 2));
+    let (mut g1, mut g2) = (params.zeros_like(), params.zeros_like());
+    let l1 = vg1.call(&mut vg1.workspace(), params.as_slice(), &feed, g1.as_mut_slice()).unwrap();
+    let l2 = vg2.call(&mut vg2.workspace(), params.as_slice(), &feed, g2.as_mut_slice()).unwrap();
+    assert!((l1 - l2).abs() <= 1e-6 * l1.abs(), "{l1} vs {l2}");
+    for (a, b) in g1.as_slice().iter().zip(g2.as_slice()) {
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-2), "{a} vs {b}");
+    }
+    let (f1, f2) = (one.forward(batch).unwrap(), two.forward(batch).unwrap());
+    let (mut o1, mut o2) = (vec![0.0; 3 * batch], vec![0.0; 3 * batch]);
+    f1.call(&mut f1.workspace(), params.as_slice(), &Feed::new(&[&x]), &mut o1).unwrap();
+    f2.call(&mut f2.workspace(), params.as_slice(), &Feed::new(&[&x]), &mut o2).unwrap();
+    assert_eq!(o1, o2, "a forward without reductions over the minibatch gives the same bits");
+    let (s1, s2) = (one.train_step(batch).unwrap(), two.train_step(batch).unwrap());
+    let (mut p1, mut p2) = (params.clone(), params.clone());
+    for _ in 0..3 {
+        let l1 = s1.call(&mut s1.workspace(), p1.as_mut_slice(), &feed, 0.5).unwrap();
+        let l2 = s2.call(&mut s2.workspace(), p2.as_mut_slice(), &feed, 0.5).unwrap();
+        assert!((l1 - l2).abs() <= 1e-5 * l1.abs(), "{l1} vs {l2}");
+    }
+    for (a, b) in p1.as_slice().iter().zip(p2.as_slice()) {
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-2), "{a} vs {b}");
+    }
+}
+
 #[test]
 fn hvp_of_a_squared_dot_product() {
     // L = (w·x)²: H = 2 x xᵀ, so H·[1, 0] = [2, 4] at x = [1, 2], and ⟨∇L, v⟩ = 2 (w·x) x₀.

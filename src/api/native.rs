@@ -140,14 +140,20 @@ pub(crate) struct Native {
 }
 
 impl Native {
-    /// Compiles `func` (already optimized) for minibatch size `batch` and binds it to
+    /// Optimizes `raw` (before the optimizer) for minibatch size `batch`, compiles it
+    /// (data-parallel when `bpc_train::runner::compile_sharded` does) and binds it to
     /// `program`'s inputs, labels and param slab; `outs` chooses the caller's results.
-    pub(crate) fn compile(program: &Program, func: Function, batch: usize, outs: Outs<'_>) -> Result<Native, Error> {
+    pub(crate) fn compile(program: &Program, raw: &Function, batch: usize, outs: Outs<'_>) -> Result<Native, Error> {
         check_batch(program.name(), batch)?;
+        let level = program.options().opt_level;
+        let func = bpc_opt::optimize_for_batch(raw, level, batch);
         let opts = bpc_codegen::Options { threads: program.options().threads, ..bpc_codegen::Options::default() };
-        let compiled = bpc_codegen::compile_with(&func, batch, &opts).map_err(|e| {
-            Error::new(ErrorKind::Compile, format!("{}: code generation failed: {}", program.model().source.path, e.0))
-        })?;
+        let compiled = bpc_train::runner::compile_sharded(raw, level, batch, &opts)
+            .unwrap_or_else(|| bpc_codegen::compile_with(&func, batch, &opts))
+            .map_err(|e| {
+                let path = &program.model().source.path;
+                Error::new(ErrorKind::Compile, format!("{path}: code generation failed: {}", e.0))
+            })?;
         let internal = |m: String| Error::new(ErrorKind::Other, format!("{}: internal error: {m}", func.name));
         let layout = program.param_layout();
         let read = args_read(&func);

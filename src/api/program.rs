@@ -261,8 +261,8 @@ impl Program {
     pub fn forward(&self, batch: usize) -> Result<Forward, Error> {
         let f = &self.model.func;
         let name = ["output", "logits", "loss"].into_iter().find(|n| f.result(n).is_some()).unwrap_or("loss");
-        let func = bpc_train::eval::forward_function(f, &[name], self.options.opt_level, batch);
-        Ok(Forward::new(Native::compile(self, func, batch, Outs::Named(name))?))
+        let func = bpc_train::eval::keeping(f, &[name]);
+        Ok(Forward::new(Native::compile(self, &func, batch, Outs::Named(name))?))
     }
 
     /// The value and gradient of the loss with respect to `wrt` (names from
@@ -276,8 +276,7 @@ impl Program {
     /// declaration) or a loss that is not a scalar; [`ErrorKind::Call`] if `batch` is 0.
     pub fn value_and_grad(&self, wrt: &[&str], batch: usize) -> Result<ValueAndGrad, Error> {
         let vg = self.model.value_and_grad(wrt)?;
-        let func = bpc_opt::optimize_for_batch(&vg, self.options.opt_level, batch);
-        Ok(ValueAndGrad::new(Native::compile(self, func, batch, Outs::Grads)?))
+        Ok(ValueAndGrad::new(Native::compile(self, &vg, batch, Outs::Grads)?))
     }
 
     /// The names of the params in declaration order, for [`Program::value_and_grad`].
@@ -294,8 +293,7 @@ impl Program {
     /// [`ErrorKind::Call`] if `batch` is 0.
     pub fn train_step(&self, batch: usize) -> Result<TrainStep, Error> {
         let step = self.model.train_step()?;
-        let func = bpc_opt::optimize_for_batch(&step, self.options.opt_level, batch);
-        Ok(TrainStep::new(Native::compile(self, func, batch, Outs::None)?))
+        Ok(TrainStep::new(Native::compile(self, &step, batch, Outs::None)?))
     }
 
     /// The Hessian–vector product of the loss with respect to the params at minibatch size
@@ -307,8 +305,7 @@ impl Program {
     /// [`ErrorKind::Call`] if `batch` is 0.
     pub fn hvp(&self, batch: usize) -> Result<Hvp, Error> {
         let h = self.model.hvp()?;
-        let func = bpc_opt::optimize_for_batch(&h, self.options.opt_level, batch);
-        let native = Native::compile(self, func, batch, Outs::Grads)?;
+        let native = Native::compile(self, &h, batch, Outs::Grads)?;
         // `H·v` is written over a slab laid out like the params.
         for (spec, range) in native.out_layout() {
             if self.params.range(&spec.name).as_ref() != Some(range) {

@@ -28,9 +28,7 @@ pub struct BufferInfo {
 /// Native code for one function specialized for one minibatch size.
 ///
 /// Immutable once built: `run` takes `&self`, so one `Compiled` may be called from many
-/// threads at once, each with its own [`Workspace`]. The JIT module is only kept to free the
-/// code on drop (behind a `Mutex` because `JITModule` is `Send` but not `Sync`; it is never
-/// locked while code runs).
+/// threads at once, each with its own [`Workspace`].
 pub struct Compiled {
     pub(crate) id: u64,
     pub(crate) name: String,
@@ -39,13 +37,27 @@ pub struct Compiled {
     pub(crate) args: Vec<BufferInfo>,
     pub(crate) results: Vec<BufferInfo>,
     pub(crate) stats: Stats,
+    pub(crate) code: Code,
+}
+
+/// What `run` calls.
+pub(crate) enum Code {
+    /// One entry function.
+    Jit(Jit),
+    /// Data-parallel shards and their combine (`shard.rs`).
+    Sharded(Box<crate::shard::Sharding>),
+}
+
+/// A JIT module and its entry. The module is only kept to free the code on drop (behind a
+/// `Mutex` because `JITModule` is `Send` but not `Sync`; it is never locked while code runs).
+pub(crate) struct Jit {
     pub(crate) clif: Vec<(String, String)>,
     pub(crate) entry: EntryFn,
     /// GEMM descriptors, addressed by the generated code: must outlive it.
     pub(crate) _gemms: Box<[GemmDesc]>,
     /// Descriptors of the kernels split over threads, addressed by the generated code.
     pub(crate) _pars: Box<[crate::par::ParDesc]>,
-    pub(crate) module: Mutex<Option<JITModule>>,
+    pub(crate) module: Box<Mutex<Option<JITModule>>>,
 }
 
 /// A fresh identity for a `Compiled`, so a workspace can't be used with another one.
@@ -56,17 +68,19 @@ pub(crate) fn next_id() -> u64 {
 
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
-struct Line([u8; 64]);
+pub(crate) struct Line([u8; 64]);
 
 /// Scratch memory for one thread's calls of one compiled function: the arena holding every
 /// intermediate value (64-byte-aligned regions) and the pointer array passed to the entry.
 /// Allocated once by [`Compiled::workspace`]; `run` does not allocate.
 pub struct Workspace {
     owner: u64,
-    mem: Vec<Line>,
-    ptrs: Vec<usize>,
+    pub(crate) mem: Vec<Line>,
+    pub(crate) ptrs: Vec<usize>,
     /// Packing memory of the GEMM library, grown by the first call that needs it.
-    gemm: gemmkit::Workspace,
+    pub(crate) gemm: gemmkit::Workspace,
+    /// A sharded function's: one workspace per shard, then the combine's.
+    pub(crate) inner: Vec<Workspace>,
 }
 
 impl fmt::Debug for Workspace {
@@ -94,7 +108,11 @@ impl Compiled {
     /// A workspace for calling this function from one thread. Its pages are touched here, so
     /// the first call does not pay for page faults.
     pub fn workspace(&self) -> Workspace {
-        let lines = self.stats.workspace_bytes.div_ceil(64).max(1);
+        let (bytes, inner) = match &self.code {
+            Code::Jit(_) => (self.stats.workspace_bytes, Vec::new()),
+            Code::Sharded(s) => (s.partial_bytes(), s.workspaces()),
+        };
+        let lines = bytes.div_ceil(64).max(1);
         let mut mem = vec![Line([0; 64]); lines];
         for line in mem.iter_mut().step_by(4096 / 64) {
             // Volatile: a zero stored into zeroed memory is otherwise elided.
@@ -102,7 +120,7 @@ impl Compiled {
             unsafe { std::ptr::write_volatile(&mut line.0[0], 0) };
         }
         let ptrs = vec![0; self.args.len() + self.results.len()];
-        Workspace { owner: self.id, mem, ptrs, gemm: gemmkit::Workspace::new() }
+        Workspace { owner: self.id, mem, ptrs, gemm: gemmkit::Workspace::new(), inner }
     }
 
     /// The arguments, in `Function::args` order.
@@ -124,7 +142,10 @@ impl Compiled {
     /// `(function name, CLIF text)` of every kernel and the entry, if compiled with
     /// `Options::keep_clif`; empty otherwise.
     pub fn clif(&self) -> &[(String, String)] {
-        &self.clif
+        match &self.code {
+            Code::Jit(j) => &j.clif,
+            Code::Sharded(s) => &s.clif,
+        }
     }
 
     /// Runs the function: `args` one per `Function::args` entry, `results` one buffer per
@@ -170,7 +191,11 @@ impl Compiled {
         // the workspace is this function's own (its size was checked by identity), so its
         // pointer array has one slot per argument and result, all written above. Results
         // are distinct `&mut` buffers; an updated param is the caller's `&mut`.
-        unsafe { (self.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>(), &mut ws.gemm) };
+        match &self.code {
+            Code::Jit(j) => unsafe { (j.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>(), &mut ws.gemm) },
+            // SAFETY: as above; the shards address disjoint rows of the batched buffers.
+            Code::Sharded(s) => unsafe { s.run(ws) },
+        }
         Ok(())
     }
 
@@ -240,12 +265,12 @@ impl fmt::Debug for Compiled {
     }
 }
 
-impl Drop for Compiled {
+impl Drop for Jit {
     fn drop(&mut self) {
         let slot = self.module.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(module) = slot.take() {
             // SAFETY: `&mut self` means no call is running, and the code is unreachable
-            // after this `Compiled` is gone.
+            // after the `Compiled` owning this is gone.
             unsafe { module.free_memory() };
         }
     }

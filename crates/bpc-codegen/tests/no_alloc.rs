@@ -1,10 +1,10 @@
 //! Zero heap allocations per training step: the MNIST train step (784 → 256 relu → 10,
-//! cross-entropy, SGD), compiled at every level, allocates nothing once its workspace has
+//! cross-entropy, SGD), compiled at every level and data-parallel, allocates nothing once its workspace has
 //! been used once (the first call grows the GEMM packing memory), counted by a global
 //! allocator per thread.
 
 use bpc_autodiff::{Optimizer, train_step};
-use bpc_codegen::{Arg, compile};
+use bpc_codegen::{Arg, Options, compile};
 use bpc_front::Source;
 use bpc_opt::{OptLevel, optimize};
 
@@ -20,11 +20,27 @@ fn the_mnist_train_step_allocates_nothing_per_call() {
     // Batch 32's products are split by owner computes, batch 128's by the GEMM library, and
     // batch 512's elementwise kernels too (on a machine with more than one core).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut cases = Vec::new();
     for (level, batch) in [(OptLevel::O0, 128), (OptLevel::O2, 128), (OptLevel::O2, 32), (OptLevel::O2, 512)] {
         let c = compile(&optimize(&step, level), batch).unwrap();
         if level == OptLevel::O2 {
             assert_eq!(c.stats().parallel_kernels > 0, cores > 1 && batch == 512, "{:?}", c.stats());
         }
+        cases.push((format!("{level:?}"), batch, c));
+    }
+    // Two data-parallel shards of 64 rows and their combine.
+    let s = bpc_opt::shard_for_batch(&step, OptLevel::O2, 128, 2).unwrap();
+    let c = bpc_codegen::compile_sharded(
+        &step,
+        &s.shard,
+        &s.combine,
+        2,
+        128,
+        &Options { threads: 2, ..Options::default() },
+    )
+    .unwrap();
+    cases.push(("2 shards".to_string(), 128, c));
+    for (level, batch, c) in cases {
         let mut ws = c.workspace();
         let x: Vec<f32> = (0..batch * 784).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect();
         let y: Vec<i32> = (0..batch).map(|i| (i % 10) as i32).collect();
@@ -54,7 +70,7 @@ fn the_mnist_train_step_allocates_nothing_per_call() {
                 counts.push(allocs() - before);
             }
         });
-        assert!(counts[1..].iter().all(|&n| n == 0), "{level:?}, batch {batch}: allocations per call {counts:?}");
+        assert!(counts[1..].iter().all(|&n| n == 0), "{level}, batch {batch}: allocations per call {counts:?}");
         assert!(outs[0][0].is_finite());
     }
 }

@@ -321,3 +321,62 @@ fn transposed_weights_fold_into_the_products() {
         }
     }
 }
+
+/// Data-parallel sharding (`bpc_opt::shard_for_batch`, `compile_sharded`): every example's
+/// value-and-grad and its train step under every optimizer, and a model with a shared
+/// penalty and a transposed layer, split into 2 and 3 shards of the minibatch, agree with
+/// the interpreter on the whole minibatch: batched results (outputs, gradients with respect
+/// to inputs) row for row, the loss, gradients, updated params and optimizer state.
+#[test]
+fn data_parallel_shards_match_the_interpreter() {
+    let rules = [
+        UpdateRule::from(Optimizer::Sgd),
+        UpdateRule { optimizer: Optimizer::Momentum { nesterov: true }, weight_decay: true },
+        UpdateRule::from(Optimizer::Adam),
+    ];
+    let penalty = "model penalty\ninput x[6]\nlabel y : class(3)\nparam WT[6, 5] ~ normal(0, 0.5)\nparam b1[5] = 0\n\
+                   param W2[3, 5] ~ normal(0, 0.5)\nh = relu(transpose(WT) @ x + b1)\nf = W2 @ h\n\
+                   loss cross_entropy(f, y) + 0.01 * sum(W2 * W2)\noutput softmax(f)\n";
+    for (name, text) in EXAMPLES.into_iter().chain([("penalty", penalty)]) {
+        let f = model(name, text);
+        let wrt = float_args(&f);
+        let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
+        let mut funcs = vec![("value_and_grad".to_string(), value_and_grad(&f, &wrt).unwrap())];
+        if f.params().next().is_some() {
+            funcs.extend(rules.iter().map(|&r| (format!("{r:?}"), train_step(&f, r).unwrap())));
+        }
+        for (what, g) in &funcs {
+            for (batch, shards) in [(2, 2), (6, 2), (6, 3), (34, 2)] {
+                let s = bpc_opt::shard_for_batch(g, OptLevel::O2, batch, shards)
+                    .unwrap_or_else(|| panic!("{name} {what}: every program shards"));
+                let c = bpc_codegen::compile_sharded(g, &s.shard, &s.combine, shards, batch, &Options::default())
+                    .unwrap_or_else(|e| panic!("{name} {what}: {e}"));
+                assert_eq!(c.stats().shards, shards);
+                let args = training_args(g, batch, 17, name);
+                let want = run_interp(g, batch, &args);
+                let got = run_jit(&c, g, &args);
+                for (r, (b, w)) in g.results.iter().zip(got.iter().zip(&want)) {
+                    let m = format!("{name} {what} (batch {batch}, {shards} shards) {}", r.name);
+                    assert_close(&m, b, w, F32_TOL);
+                }
+            }
+        }
+    }
+}
+
+/// A function that mixes examples other than by a sum over the minibatch (a max over it,
+/// which no program can write) does not shard; nor does a minibatch that does not cut into
+/// equal shards.
+#[test]
+fn sharding_refuses_what_is_not_a_sum_over_examples() {
+    let max = bpc_ir::read(
+        "function m {\n  input x: f32[B,3]\n  v0: f32[B,3] = arg x\n  v1: f32[3] = reduce_max v0, axes=[0]\n  \
+         result loss = v1\n}\n",
+    )
+    .unwrap();
+    assert!(bpc_opt::shard_for_batch(&max, OptLevel::O2, 4, 2).is_none());
+    let step = train_step(&model("mnist", EXAMPLES[7].1), Optimizer::Sgd).unwrap();
+    assert!(bpc_opt::shard_for_batch(&step, OptLevel::O2, 5, 2).is_none());
+    assert!(bpc_opt::shard_for_batch(&step, OptLevel::O0, 4, 2).is_none());
+    assert!(bpc_opt::shard_for_batch(&step, OptLevel::O1, 4, 2).is_some());
+}

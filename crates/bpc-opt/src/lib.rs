@@ -23,6 +23,10 @@
 //! [`optimize_for_batch`] also binds `batch_size` to the compiled minibatch size
 //! ([`bind_batch_size`]) between the classic passes and fusion.
 //!
+//! [`shard_for_batch`] splits a function into data-parallel shards of the minibatch and a
+//! combine that adds their partial sums (code generation runs the shards on their own
+//! threads).
+//!
 //! [`adjoint_residuals`] is an analysis, not a pass: the forward activations the adjoint
 //! reads, the yardstick `--emit stats` holds the arena against.
 //!
@@ -38,6 +42,7 @@ mod hoist;
 mod pipeline;
 mod residuals;
 mod rewrite;
+mod shard;
 mod simplify;
 
 pub use batch::bind_batch_size;
@@ -48,4 +53,5 @@ pub use fuse::fuse;
 pub use hoist::hoist_shared;
 pub use pipeline::{OptLevel, optimize, optimize_for_batch};
 pub use residuals::{adjoint_residual_bytes, adjoint_residuals};
+pub use shard::{Sharded, shard_for_batch};
 pub use simplify::simplify;

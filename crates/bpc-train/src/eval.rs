@@ -22,7 +22,7 @@ pub fn forward_function(func: &Function, keep: &[&str], level: OptLevel, batch: 
 }
 
 /// The copy of `func` whose results are only those named in `keep`, before the optimizer.
-fn keeping(func: &Function, keep: &[&str]) -> Function {
+pub fn keeping(func: &Function, keep: &[&str]) -> Function {
     let mut f = func.clone();
     f.results.retain(|r| keep.contains(&r.name.as_str()));
     f

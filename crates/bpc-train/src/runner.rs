@@ -262,9 +262,8 @@ impl Runner {
             return Ok(Duration::ZERO);
         }
         let t0 = std::time::Instant::now();
-        let func = bpc_opt::optimize_for_batch(&self.func, self.level, rows);
         let opts = bpc_codegen::Options { threads: self.threads, ..bpc_codegen::Options::default() };
-        let c = bpc_codegen::compile_with(&func, rows, &opts).map_err(|e| RunError::Compile(e.0))?;
+        let c = compile_for_batch(&self.func, self.level, rows, &opts).map_err(|e| RunError::Compile(e.0))?;
         let t = t0.elapsed();
         let ws = c.workspace();
         self.compiled.push((rows, c, ws));
@@ -357,6 +356,36 @@ impl Runner {
         self.results_store = recycle(results);
         status.map_err(|e| RunError::Call(e.0))
     }
+}
+
+/// Optimizes `func` (before the optimizer) at `level` for minibatch size `batch` and
+/// JIT-compiles it: data-parallel when [`compile_sharded`] does, else as one function.
+pub fn compile_for_batch(
+    func: &Function,
+    level: OptLevel,
+    batch: usize,
+    opts: &bpc_codegen::Options,
+) -> Result<Compiled, bpc_codegen::CodegenError> {
+    compile_sharded(func, level, batch, opts)
+        .unwrap_or_else(|| bpc_codegen::compile_with(&bpc_opt::optimize_for_batch(func, level, batch), batch, opts))
+}
+
+/// `func` (before the optimizer) compiled data-parallel for minibatch size `batch`, one shard
+/// per thread, if `opts` has more than one thread, the shards have at least
+/// `opts.shard_rows_min` rows and the function splits (`bpc_opt::shard_for_batch`); `None`
+/// otherwise.
+pub fn compile_sharded(
+    func: &Function,
+    level: OptLevel,
+    batch: usize,
+    opts: &bpc_codegen::Options,
+) -> Option<Result<Compiled, bpc_codegen::CodegenError>> {
+    let shards = bpc_codegen::threads(opts);
+    if shards < 2 || !batch.is_multiple_of(shards) || batch / shards < opts.shard_rows_min {
+        return None;
+    }
+    let s = bpc_opt::shard_for_batch(func, level, batch, shards)?;
+    Some(bpc_codegen::compile_sharded(func, &s.shard, &s.combine, shards, batch, opts))
 }
 
 /// Reuses a vector's allocation for elements of another lifetime: the vector is emptied and
