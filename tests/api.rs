@@ -239,8 +239,9 @@ fn native_functions_agree_with_each_other() {
     }
 }
 
-/// With 2 threads and 1024 examples, the train step, value-and-grad and forward run as two
-/// data-parallel shards of 512 rows; they agree with the same functions on one thread.
+/// With 2 threads and 1024 examples, the train step, value-and-grad, Hessian–vector product
+/// and forward run as two data-parallel shards of 512 rows; they agree with the same
+/// functions on one thread.
 #[test]
 fn data_parallel_functions_agree_with_one_thread() {
     let program = |threads| {
@@ -270,6 +271,16 @@ fn data_parallel_functions_agree_with_one_thread() {
     f1.call(&mut f1.workspace(), params.as_slice(), &Feed::new(&[&x]), &mut o1).unwrap();
     f2.call(&mut f2.workspace(), params.as_slice(), &Feed::new(&[&x]), &mut o2).unwrap();
     assert_eq!(o1, o2, "a forward without reductions over the minibatch gives the same bits");
+    let (h1, h2) = (one.hvp(batch).unwrap(), two.hvp(batch).unwrap());
+    let v: Vec<f32> = (0..params.len()).map(|i| (i as f32 * 0.61).cos()).collect();
+    let (mut hv1, mut hv2) = (params.zeros_like(), params.zeros_like());
+    let d1 = h1.call(&mut h1.workspace(), params.as_slice(), &feed, &v, hv1.as_mut_slice()).unwrap();
+    let d2 = h2.call(&mut h2.workspace(), params.as_slice(), &feed, &v, hv2.as_mut_slice()).unwrap();
+    assert_eq!(h2.stats().shards, 2);
+    assert!((d1 - d2).abs() <= 1e-5 * d1.abs().max(1e-2), "{d1} vs {d2}");
+    for (a, b) in hv1.as_slice().iter().zip(hv2.as_slice()) {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-2), "{a} vs {b}");
+    }
     let (s1, s2) = (one.train_step(batch).unwrap(), two.train_step(batch).unwrap());
     let (mut p1, mut p2) = (params.clone(), params.clone());
     for _ in 0..3 {
