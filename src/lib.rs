@@ -214,7 +214,9 @@ impl Model {
         bpc_autodiff::train_step(&self.func, bpc_autodiff::Optimizer::Sgd).map_err(|d| self.render(&d))
     }
 
-    /// Optimizes `func` at `level` and JIT-compiles it for minibatch size `batch`.
+    /// Optimizes `func` at `level` and JIT-compiles it for minibatch size `batch`, on all
+    /// cores: data-parallel when the minibatch cuts into one shard of at least
+    /// `bpc_codegen::DEFAULT_SHARD_ROWS_MIN` rows per core (`bpc_train::runner::compile_for_batch`).
     ///
     /// # Errors
     /// [`ErrorKind::Call`] if `batch` is 0; [`ErrorKind::Compile`] if code generation fails.

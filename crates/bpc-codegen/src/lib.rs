@@ -237,7 +237,8 @@ pub struct Stats {
     /// partial sums).
     pub workspace_bytes: usize,
     /// Data-parallel shards the minibatch is cut into ([`compile_sharded`]); 0 when it is not.
-    /// The counts above are then per run: every shard's plus the combine's.
+    /// The call counts above are then per run (every shard's plus the combine's); `kernels`
+    /// and `row_products` count the shard's code once.
     pub shards: usize,
 }
 

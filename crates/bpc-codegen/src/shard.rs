@@ -43,7 +43,10 @@ pub(crate) struct Sharding {
 
 /// Compiles the shards and combine of `func` (as split by `bpc_opt::shard_for_batch`, whose
 /// conventions this checks by name) for minibatch size `batch`: one [`Compiled`] with
-/// `func`'s arguments and results. The shards are compiled for one thread each.
+/// `func`'s arguments and results. The shards are compiled for one thread each. `shards` and
+/// `batch` must be those of the split (`Sharded::shards`, `Sharded::batch`): the combine reads
+/// one set of partial sums per shard (checked) and its mean's `1/B` is a constant (not
+/// checkable here).
 pub fn compile_sharded(
     func: &Function,
     shard: &Function,
@@ -97,6 +100,16 @@ pub fn compile_sharded(
             None => result_slot(&r.name),
         };
         shard_ptrs.push(src.ok_or_else(|| fail(format!("shard result {} is not the function's", r.name)))?);
+    }
+    let partial_args =
+        combine_c.args.iter().filter_map(|a| partial_index(&a.name)).collect::<std::collections::BTreeSet<_>>();
+    if partial_args.len() != shards * shard_partials.len()
+        || combine_c.args.iter().any(|a| a.name.starts_with("partial.") && partial_index(&a.name).is_none())
+    {
+        return Err(fail(format!(
+            "the combine does not read the {} partial sums of {shards} shards",
+            shard_partials.len()
+        )));
     }
     let mut combine_ptrs = Vec::new();
     for a in &combine_c.args {

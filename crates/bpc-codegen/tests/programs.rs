@@ -323,8 +323,8 @@ fn transposed_weights_fold_into_the_products() {
 }
 
 /// Data-parallel sharding (`bpc_opt::shard_for_batch`, `compile_sharded`): every example's
-/// value-and-grad and its train step under every optimizer, and a model with a shared
-/// penalty and a transposed layer, split into 2 and 3 shards of the minibatch, agree with
+/// value-and-grad and its train step under three optimizers, a model with a shared penalty
+/// and a transposed layer, and one with means over an example's own axes, split into 2 and 3 shards of the minibatch, agree with
 /// the interpreter on the whole minibatch: batched results (outputs, gradients with respect
 /// to inputs) row for row, the loss, gradients, updated params and optimizer state.
 #[test]
@@ -337,7 +337,12 @@ fn data_parallel_shards_match_the_interpreter() {
     let penalty = "model penalty\ninput x[6]\nlabel y : class(3)\nparam WT[6, 5] ~ normal(0, 0.5)\nparam b1[5] = 0\n\
                    param W2[3, 5] ~ normal(0, 0.5)\nh = relu(transpose(WT) @ x + b1)\nf = W2 @ h\n\
                    loss cross_entropy(f, y) + 0.01 * sum(W2 * W2)\noutput softmax(f)\n";
-    for (name, text) in EXAMPLES.into_iter().chain([("penalty", penalty)]) {
+    // Means over an example's own axes (`mse` of a vector, `mean(h, axis=1)`, a shared mean
+    // read by every example) stay means in the shard: only the sums over the minibatch
+    // become partial sums.
+    let means = "model means\ninput x[3, 4]\nlabel y[2]\nparam W[2, 3] ~ normal(0, 0.5)\nparam c[4] ~ normal(0, 0.5)\n\
+                 h = tanh(W @ x)\nm = mean(h, axis=1)\nloss mse(m + mean(c), y) + 0.1 * mean(h^2)\noutput m - mean(m)\n";
+    for (name, text) in EXAMPLES.into_iter().chain([("penalty", penalty), ("means", means)]) {
         let f = model(name, text);
         let wrt = float_args(&f);
         let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
@@ -349,7 +354,7 @@ fn data_parallel_shards_match_the_interpreter() {
             for (batch, shards) in [(2, 2), (6, 2), (6, 3), (34, 2)] {
                 let s = bpc_opt::shard_for_batch(g, OptLevel::O2, batch, shards)
                     .unwrap_or_else(|| panic!("{name} {what}: every program shards"));
-                let c = bpc_codegen::compile_sharded(g, &s.shard, &s.combine, shards, batch, &Options::default())
+                let c = bpc_codegen::compile_sharded(g, &s.shard, &s.combine, s.shards, s.batch, &Options::default())
                     .unwrap_or_else(|e| panic!("{name} {what}: {e}"));
                 assert_eq!(c.stats().shards, shards);
                 let args = training_args(g, batch, 17, name);
@@ -366,7 +371,7 @@ fn data_parallel_shards_match_the_interpreter() {
 
 /// A function that mixes examples other than by a sum over the minibatch (a max over it,
 /// which no program can write) does not shard; nor does a minibatch that does not cut into
-/// equal shards.
+/// equal shards; a split compiled for another shard count is refused.
 #[test]
 fn sharding_refuses_what_is_not_a_sum_over_examples() {
     let max = bpc_ir::read(
@@ -378,5 +383,7 @@ fn sharding_refuses_what_is_not_a_sum_over_examples() {
     let step = train_step(&model("mnist", EXAMPLES[7].1), Optimizer::Sgd).unwrap();
     assert!(bpc_opt::shard_for_batch(&step, OptLevel::O2, 5, 2).is_none());
     assert!(bpc_opt::shard_for_batch(&step, OptLevel::O0, 4, 2).is_none());
-    assert!(bpc_opt::shard_for_batch(&step, OptLevel::O1, 4, 2).is_some());
+    let s = bpc_opt::shard_for_batch(&step, OptLevel::O1, 4, 2).unwrap();
+    let e = bpc_codegen::compile_sharded(&step, &s.shard, &s.combine, 4, 8, &Options::default()).unwrap_err();
+    assert!(e.0.contains("partial sums of 4 shards"), "{e}");
 }

@@ -2,8 +2,8 @@
 //! rows each, which can run on their own threads, and one combining function.
 //!
 //! Legal for every function lowered from a program (SPEC §1, "Batching"): a program describes
-//! one example, so values of different examples meet only in the compiler's reductions over
-//! the minibatch axis (the loss's batch mean, a shared value's gradient summed over the
+//! one example (its own `mean`s reduce that example's axes), so values of different examples
+//! meet only in the compiler's reductions over the minibatch axis (the loss's batch mean, a shared value's gradient summed over the
 //! examples: `reduce_sum`/`reduce_mean` over axis 0, a `matmul` contracting the batch axis),
 //! and each of those is a sum of per-example terms. A shard computes every per-example value
 //! of its rows and the partial sums of those reductions; the combine adds the partial sums
@@ -27,11 +27,16 @@ use crate::pipeline::{OptLevel, optimize, optimize_for_batch};
 ///   arguments (params, optimizer state, settings; same order and names), then `partial.i.s`,
 ///   shard `s`'s `partial.i`, for every shard `s` (outer) and partial `i`; results: the
 ///   original's shared results (same order and names, in-place updates included).
+///
+/// The combine's `1/n` of a mean over the minibatch is a constant: compile the two for the
+/// `batch` and `shards` given here (`bpc_codegen::compile_sharded`).
 #[derive(Clone, Debug)]
 pub struct Sharded {
     pub shard: Function,
     pub combine: Function,
     pub shards: usize,
+    /// The whole minibatch's size.
+    pub batch: usize,
 }
 
 /// Splits `func` (before the optimizer, as given to [`optimize_for_batch`]) for a minibatch of
@@ -53,6 +58,7 @@ pub fn shard_for_batch(func: &Function, level: OptLevel, batch: usize, shards: u
         shard: optimize_for_batch(&shard, level, batch / shards),
         combine: optimize(&combine, level),
         shards,
+        batch,
     })
 }
 
@@ -105,7 +111,11 @@ fn split(f: &Function, batch: usize, shards: usize) -> Option<(Function, Functio
             continue;
         }
         let mut inst = f.inst(v).clone();
-        if let Inst::Reduce { op: op @ ReduceOp::Mean, .. } = &mut inst {
+        // A mean over the minibatch becomes a partial sum (its `1/n` is the combine's); a mean
+        // over an example's own axes stays a mean.
+        if let Inst::Reduce { op: op @ ReduceOp::Mean, .. } = &mut inst
+            && partial_of[v.index()].is_some()
+        {
             *op = ReduceOp::Sum;
         }
         inst.map_operands(|o| map[o.index()].expect("a shard value's operands are the shard's"));

@@ -371,9 +371,9 @@ pub fn compile_for_batch(
 }
 
 /// `func` (before the optimizer) compiled data-parallel for minibatch size `batch`, one shard
-/// per thread, if `opts` has more than one thread, the shards have at least
-/// `opts.shard_rows_min` rows and the function splits (`bpc_opt::shard_for_batch`); `None`
-/// otherwise.
+/// per thread, if `opts` has more than one thread, `batch` is a multiple of the thread count,
+/// the shards have at least `opts.shard_rows_min` rows and the function splits
+/// (`bpc_opt::shard_for_batch`); `None` otherwise.
 pub fn compile_sharded(
     func: &Function,
     level: OptLevel,
@@ -385,7 +385,7 @@ pub fn compile_sharded(
         return None;
     }
     let s = bpc_opt::shard_for_batch(func, level, batch, shards)?;
-    Some(bpc_codegen::compile_sharded(func, &s.shard, &s.combine, shards, batch, opts))
+    Some(bpc_codegen::compile_sharded(func, &s.shard, &s.combine, s.shards, s.batch, opts))
 }
 
 /// Reuses a vector's allocation for elements of another lifetime: the vector is emptied and
