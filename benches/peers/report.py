@@ -271,9 +271,42 @@ def targets(recs, threads):
     return ["### Issue 5 targets (best of the thread counts)\n\n" + md(["target", "measured", "goal", ""], rows)]
 
 
+def per_round(xs):
+    return ", ".join(f"{x:.2f}×" for x in xs) + f" (median {statistics.median(xs):.2f}×)" if xs else "–"
+
+
+def round_ratios(recs, threads):
+    """bpc's ratio to the best peer within each round (both at their best thread count that
+    round), and bpc's 2-thread over 1-thread figure per round: a machine phase that slows one
+    framework's slot moves a ratio of medians, less so the median of per-round ratios.
+    Informational: the targets above are the issue's ratios of medians."""
+    per = {}
+    for r in recs:
+        if "examples_per_s" in r and "framework" in r and "round" in r:
+            key = (r["workload"], r["round"], r["framework"])
+            per.setdefault(key, {})[r["threads"]] = r["examples_per_s"]
+    rows = []
+    for spec, b in [(MNIST, 32), (MNIST, 128), (MNIST, 1024), (DIGITS, 32)]:
+        wl = workload_id(spec, b)
+        rounds = sorted({k[1] for k in per if k[0] == wl})
+        ratios, scaling = [], []
+        for rd in rounds:
+            mine = per.get((wl, rd, "bpc"), {})
+            peer = max((max(per.get((wl, rd, p), {0: 0}).values()) for p in TRAIN_PEERS), default=0)
+            if mine and peer:
+                ratios.append(max(mine.values()) / peer)
+            if mine.get(1) and mine.get(2):
+                scaling.append(mine[2] / mine[1])
+        if ratios:
+            rows.append([wl, per_round(ratios), per_round(scaling)])
+    if not rows:
+        return []
+    return ["### Per-round ratios (informational)\n\n" + md(["workload", "bpc / best peer, each round", "bpc 2t / 1t, each round"], rows)]
+
+
 def render(env, recs, rounds, threads):
     head = [f"## bpc vs PyTorch, JAX and NumPy (median of {rounds} rounds; ± = half the range over the rounds)",
             "\n".join(f"- {k}: {v}" for k, v in env.items())]
     parts = head + train_tables(recs, threads) + small_tables(recs, threads) + gemm_table(recs, threads)
-    parts += floor_table(recs, threads) + targets(recs, threads)
+    parts += floor_table(recs, threads) + targets(recs, threads) + round_ratios(recs, threads)
     return "\n\n".join(parts) + "\n"
