@@ -22,7 +22,9 @@ enum Src {
     /// The outer call's argument or result pointer `slot`, advanced by `row_bytes` per row
     /// of the shard's offset (0 for a shared buffer).
     Outer { slot: usize, row_bytes: usize },
-    /// Partial sum `index` (of all shards' partials, shard-major) in the outer workspace.
+    /// Partial sum `index` in the outer workspace (shard-major), advanced by one shard's
+    /// partials per shard of the offset: a shard's `partial.i` is `Partial(i)`, the combine's
+    /// `partial.i.s` is `Partial(s·count + i)` at offset 0.
     Partial(usize),
 }
 
@@ -190,12 +192,9 @@ impl Sharding {
                 *p = resolve(src, s, outer);
             }
         }
-        let combine = &mut inner[self.shards];
-        for (p, &src) in combine.ptrs.iter_mut().zip(&self.combine_ptrs) {
-            *p = match src {
-                Src::Partial(i) => base + self.partials[i],
-                src => resolve(src, 0, outer),
-            };
+        // The combine's partials are indexed across all shards: as shard 0's, they need no offset.
+        for (p, &src) in inner[self.shards].ptrs.iter_mut().zip(&self.combine_ptrs) {
+            *p = resolve(src, 0, outer);
         }
         let (Code::Jit(shard), Code::Jit(combine_code)) = (&self.shard.code, &self.combine.code) else {
             unreachable!("shards and combines are compiled by compile_with");
