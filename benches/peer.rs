@@ -9,6 +9,7 @@
 //! cargo bench --bench peer -- compile           # source text -> callable mnist train step: ms
 //! cargo bench --bench peer -- fused             # relu(a*b + c) over 16M floats: GB/s
 //! cargo bench --bench peer -- gemm --threads 2  # gemm 0.19, matrixmultiply, gemmkit at the MNIST shapes
+//! cargo bench --bench peer -- scaling           # mnist b1024: 2 threads vs 1, paired, and its ceiling
 //! cargo bench --bench peer                      # all of the above, gemm at 1 thread
 //! ```
 //!
@@ -16,8 +17,12 @@
 //! ratios from one run mean much.
 
 use std::hint::black_box;
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use bpc::train::driver::step_function;
+use bpc::train::runner::{Batch, Runner, Slab};
+use bpc::train::{Params, Schema};
 use bpc::{Arg, Model, OptLevel};
 use serde_json::json;
 
@@ -156,6 +161,54 @@ fn mnist_products(b: usize) -> [Product; 5] {
     ]
 }
 
+/// A product's operands (fixed patterns) and its destination, row-major.
+struct Operands {
+    lhs: Vec<f32>,
+    rhs: Vec<f32>,
+    dst: Vec<f32>,
+}
+
+impl Product {
+    fn operands(&self) -> Operands {
+        Operands {
+            lhs: (0..self.m * self.k).map(|i| (i % 17) as f32 * 0.01 - 0.08).collect(),
+            rhs: (0..self.k * self.n).map(|i| (i % 13) as f32 * 0.01 - 0.06).collect(),
+            dst: vec![0.0; self.m * self.n],
+        }
+    }
+
+    fn flop(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k) as f64
+    }
+
+    /// `dst = lhs · rhs` in gemmkit (what bpc-codegen calls), packing into `ws`.
+    fn gemmkit(&self, ws: &mut gemmkit::Workspace, o: &mut Operands, par: gemmkit::Parallelism) {
+        assert!(o.lhs.len() == self.m * self.k && o.rhs.len() == self.k * self.n && o.dst.len() == self.m * self.n);
+        // SAFETY: the buffers have the sizes `operands` gives them, so every index
+        // (i·rs + j·cs) of the three matrices stays inside them.
+        unsafe {
+            gemmkit::gemm_unchecked_with(
+                ws,
+                self.m,
+                self.k,
+                self.n,
+                1.0f32,
+                o.lhs.as_ptr(),
+                self.lhs.0,
+                self.lhs.1,
+                o.rhs.as_ptr(),
+                self.rhs.0,
+                self.rhs.1,
+                0.0,
+                o.dst.as_mut_ptr(),
+                self.n as isize,
+                1,
+                par,
+            )
+        }
+    }
+}
+
 /// GFLOP/s of `gemm` 0.19 (AVX-512 kernels), `matrixmultiply` and `gemmkit` (what
 /// bpc-codegen calls, packing into a reused workspace) on every MNIST product at
 /// batches 1, 32, 128 and 1024, on `threads` threads. matrixmultiply takes its thread count
@@ -163,10 +216,9 @@ fn mnist_products(b: usize) -> [Product; 5] {
 fn gemm_compare(threads: usize) {
     for b in [1, 32, 128, 1024] {
         for p in mnist_products(b) {
-            let lhs: Vec<f32> = (0..p.m * p.k).map(|i| (i % 17) as f32 * 0.01 - 0.08).collect();
-            let rhs: Vec<f32> = (0..p.k * p.n).map(|i| (i % 13) as f32 * 0.01 - 0.06).collect();
-            let mut dst = vec![0.0f32; p.m * p.n];
-            let flop = 2.0 * (p.m * p.n * p.k) as f64;
+            let mut ops = p.operands();
+            let Operands { lhs, rhs, dst } = &mut ops;
+            let flop = p.flop();
             let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
             let mut run_gemm = || unsafe {
                 // SAFETY: every index (i·rs + j·cs) stays inside the buffers made above.
@@ -217,27 +269,7 @@ fn gemm_compare(threads: usize) {
             let t_mm = median_per_call(7, reps, run_mm);
             let kit_par = if threads > 1 { gemmkit::Parallelism::Rayon(threads) } else { gemmkit::Parallelism::Serial };
             let mut kit_ws = gemmkit::Workspace::new();
-            let mut run_kit = || unsafe {
-                // SAFETY: as above; `kit_ws` is this thread's own packing memory.
-                gemmkit::gemm_unchecked_with(
-                    &mut kit_ws,
-                    p.m,
-                    p.k,
-                    p.n,
-                    1.0f32,
-                    lhs.as_ptr(),
-                    p.lhs.0,
-                    p.lhs.1,
-                    rhs.as_ptr(),
-                    p.rhs.0,
-                    p.rhs.1,
-                    0.0,
-                    dst.as_mut_ptr(),
-                    p.n as isize,
-                    1,
-                    kit_par,
-                )
-            };
+            let mut run_kit = || p.gemmkit(&mut kit_ws, &mut ops, kit_par);
             let reps = reps_for(Duration::from_millis(40), &mut run_kit);
             let t_kit = median_per_call(7, reps, run_kit);
             for (lib, t) in [("gemm", t_gemm), ("matrixmultiply", t_mm), ("gemmkit", t_kit)] {
@@ -250,6 +282,132 @@ fn gemm_compare(threads: usize) {
                 );
             }
         }
+    }
+}
+
+/// The mnist-mlp SGD train step as `bpc bench` runs it (same model, init, synthetic
+/// minibatch and lr), with its own params, minibatch and workspace.
+struct Stepper {
+    runner: Runner,
+    batch: Batch,
+    params: Params,
+}
+
+impl Stepper {
+    fn new(rows: usize, threads: usize) -> Result<Stepper, bpc::Error> {
+        let model = Model::from_source("mnist.bp", MNIST)?;
+        let schema = Schema::of(&model.func).map_err(|e| bpc::Error::msg(e.to_string()))?;
+        let params = Params::init(&model.func, 0).map_err(|e| bpc::Error::msg(e.to_string()))?;
+        let step = step_function(&model.func, &schema).map_err(|e| bpc::Error::msg(e.to_string()))?;
+        let mut runner =
+            Runner::new(step, OptLevel::O2, &schema, &params, rows).map_err(|e| bpc::Error::msg(e.to_string()))?;
+        runner.set_threads(threads);
+        runner.prepare(rows).map_err(|e| bpc::Error::msg(e.to_string()))?;
+        let mut s = Stepper { runner, batch: Batch::synthetic(&schema, rows), params };
+        s.run_for(Duration::ZERO); // the first step pays for page faults
+        Ok(s)
+    }
+
+    /// Runs steps for at least `time` (at least one step); examples/s.
+    fn run_for(&mut self, time: Duration) -> f64 {
+        let t = Instant::now();
+        let mut steps = 0;
+        while steps == 0 || t.elapsed() < time {
+            self.runner.run(&self.batch, Slab::Mut(&mut self.params.data), 0.01).expect("buffers match the step");
+            steps += 1;
+        }
+        (steps * self.batch.rows) as f64 / t.elapsed().as_secs_f64()
+    }
+}
+
+/// Runs every job for `time` on its own OS thread, all started together; the sum of their
+/// results.
+fn concurrently(jobs: &mut [impl FnMut() -> f64 + Send]) -> f64 {
+    let start = Barrier::new(jobs.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter_mut()
+            .map(|job| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    job()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("job panicked")).sum()
+    })
+}
+
+/// The issue's "2 threads vs 1 at batch 1024" target, measured paired, and the ceiling this
+/// machine puts on it, in one process, interleaved phase by phase so that the machine's slow
+/// and fast phases (a factor 1.6 between rounds of a peer run) fall on both sides of every
+/// ratio. Each round, `time` each:
+/// - `one_thread`, `two_threads`: the batch-1024 step compiled for 1 thread and for 2 (as
+///   `bpc bench --threads T` runs them: 2 threads shard it into two 512-row halves);
+/// - `halves_concurrent`: two independent 1-thread batch-512 steps, one per core, started
+///   together, no synchronization: the most any data-parallel split of the batch-1024 step
+///   can reach on two cores (what `two_threads` adds is the combine and the fork/join);
+/// - `half_alone`: one of those steps with the other core idle;
+/// - `gemm_alone`, `gemm_concurrent`: the step's two large products at 512 rows (`x.w1t`,
+///   `dht.x`) in gemmkit on one thread, alone and on both cores at once: the machine's
+///   2-core scaling for this GEMM when nothing is shared, without any bpc code.
+fn scaling(rounds: usize, time: Duration) -> Result<(), bpc::Error> {
+    let mut one = Stepper::new(1024, 1)?;
+    let mut two = Stepper::new(1024, 2)?;
+    let mut halves = [Stepper::new(512, 1)?, Stepper::new(512, 1)?];
+    let mut gemms = [big_products(512), big_products(512)];
+    for round in 0..rounds {
+        let one_thread = one.run_for(time);
+        let two_threads = two.run_for(time);
+        let halves_concurrent = concurrently(&mut halves.each_mut().map(|h| move || h.run_for(time)));
+        let half_alone = halves[0].run_for(time);
+        let gemm_concurrent = concurrently(&mut gemms.each_mut().map(|g| move || g.run_for(time)));
+        let gemm_alone = gemms[0].run_for(time);
+        println!(
+            "{}",
+            json!({
+                "workload": "scaling", "sample": round, "batch": 1024,
+                "one_thread": one_thread, "two_threads": two_threads,
+                "halves_concurrent": halves_concurrent, "half_alone": half_alone,
+                "gemm_concurrent": gemm_concurrent, "gemm_alone": gemm_alone,
+            })
+        );
+    }
+    Ok(())
+}
+
+/// The mnist-mlp step's two large products at minibatch `b` (`x.w1t`, `dht.x`: 99% of its
+/// FLOPs) in gemmkit on one thread, with their own operands and packing memory.
+struct BigProducts {
+    ws: gemmkit::Workspace,
+    products: Vec<(Product, Operands)>,
+}
+
+fn big_products(b: usize) -> BigProducts {
+    let products = mnist_products(b)
+        .into_iter()
+        .filter(|p| p.name == "x.w1t" || p.name == "dht.x")
+        .map(|p| {
+            let o = p.operands();
+            (p, o)
+        })
+        .collect();
+    BigProducts { ws: gemmkit::Workspace::new(), products }
+}
+
+impl BigProducts {
+    /// Runs both products in turn for at least `time`; GFLOP/s.
+    fn run_for(&mut self, time: Duration) -> f64 {
+        let t = Instant::now();
+        let mut flop = 0.0;
+        while flop == 0.0 || t.elapsed() < time {
+            for (p, o) in &mut self.products {
+                p.gemmkit(&mut self.ws, o, gemmkit::Parallelism::Serial);
+                flop += p.flop();
+            }
+        }
+        flop / t.elapsed().as_secs_f64() / 1e9
     }
 }
 
@@ -277,6 +435,7 @@ fn main() -> Result<(), bpc::Error> {
             gemm_compare(threads);
             Ok(())
         }
+        Some("scaling") => scaling(flag(&args, "--rounds", 7), Duration::from_secs_f64(flag(&args, "--seconds", 0.4))),
         None => {
             scalar()?;
             compile(32)?;
@@ -285,7 +444,7 @@ fn main() -> Result<(), bpc::Error> {
             Ok(())
         }
         Some(other) => {
-            Err(bpc::Error::msg(format!("peer: unknown measurement {other:?} (scalar, compile, fused, gemm)")))
+            Err(bpc::Error::msg(format!("peer: unknown measurement {other:?} (scalar, compile, fused, gemm, scaling)")))
         }
     }
 }

@@ -75,9 +75,10 @@ def bpc_jobs(a, threads, log):
                 "framework": "bpc", "workload": wid, "threads": threads, "examples_per_s": r["examples_per_s"],
                 "first_step_ms": r["compile_ms"] + r["first_step_ms"], "compile_ms": r["compile_ms"],
             })
-    for what in ("scalar", "compile", "fused", "gemm"):
-        wanted = {"scalar": "scalar-grad", "compile": "compile", "fused": "fused-elementwise", "gemm": "gemm"}[what]
-        if a.only and wanted not in a.only:
+    for what in ("scalar", "compile", "fused", "gemm", "scaling"):
+        wanted = {"scalar": "scalar-grad", "compile": "compile", "fused": "fused-elementwise", "gemm": "gemm",
+                  "scaling": "scaling"}[what]
+        if (a.only and wanted not in a.only) or (what == "scaling" and threads < 2):
             continue
         for r in run_json([a.peer, what, "--threads", str(threads)], threads, log):
             if r["workload"] != "gemm":

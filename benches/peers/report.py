@@ -210,6 +210,47 @@ def floor_table(recs, threads):
             + md(["workload", "best peer", "goal", "OpenBLAS floor", "library floor", "bpc", "goal is"], rows)]
 
 
+def scaling_ratios(recs):
+    """Per-sample ratios of the `peer scaling` measurement (benches/peer.rs), one list each:
+    bpc's 2-thread over 1-thread step, the ceiling (two independent 512-row halves on the two
+    cores over the 1-thread step), the 2-thread step's share of that ceiling, how much one core
+    slows when the other works too, and the same for gemmkit's products alone."""
+    got = {"bpc": [], "ceiling": [], "share": [], "per_core": [], "gemm": []}
+    for r in recs:
+        if r.get("workload") == "scaling":
+            got["bpc"].append(r["two_threads"] / r["one_thread"])
+            got["ceiling"].append(r["halves_concurrent"] / r["one_thread"])
+            got["share"].append(r["two_threads"] / r["halves_concurrent"])
+            got["per_core"].append(r["halves_concurrent"] / (2 * r["half_alone"]))
+            got["gemm"].append(r["gemm_concurrent"] / r["gemm_alone"])
+    return got
+
+
+def scaling_table(recs):
+    got = scaling_ratios(recs)
+    if not got["bpc"]:
+        return []
+
+    def span(xs, pct=False):
+        f = (lambda x: f"{x:.0%}") if pct else (lambda x: f"{x:.2f}×")
+        return f"{f(statistics.median(xs))} ({f(min(xs))}–{f(max(xs))})"
+
+    rows = [
+        ["bpc, 2-thread step / 1-thread step (`bpc bench --threads 2` / `--threads 1`)", span(got["bpc"])],
+        ["ceiling: two independent 1-thread 512-row steps on the two cores at once / 1-thread step",
+         span(got["ceiling"])],
+        ["bpc's 2-thread step as a share of the ceiling", span(got["share"], pct=True)],
+        ["one core's speed while the other core works too (512-row steps)", span(got["per_core"], pct=True)],
+        ["gemmkit, x.w1t + dht.x at 512 rows: on both cores at once / on one", span(got["gemm"])],
+    ]
+    return ["### 2 threads vs 1 at mnist-mlp b1024, paired in one process\n\n"
+            f"`peer scaling`, {len(got['bpc'])} samples: each sample times the six configurations one after the "
+            "other for 0.4 s each, so a slow or fast phase of the machine falls on both sides of each ratio; "
+            "median (range) of the per-sample ratios. The ceiling is what a data-parallel step without any "
+            "combine or synchronization would reach on this machine at that moment.\n\n"
+            + md(["", "ratio"], rows)]
+
+
 def rss_reference(batch=32):
     """Bytes of what MNIST training must hold: the 60000 training images as float32 and their
     labels, params and their gradients (SGD keeps no optimizer state), one minibatch's
@@ -261,6 +302,11 @@ def targets(recs, threads):
     if 1 in threads and 2 in threads and eps.median("bpc", wl, 1) and eps.median("bpc", wl, 2):
         r = eps.median("bpc", wl, 2) / eps.median("bpc", wl, 1)
         rows.append(line("bpc 2 threads vs 1 at mnist b1024", f"{r:.2f}×", "≥ 1.7×", r >= 1.7))
+    sc = scaling_ratios(recs)
+    if sc["bpc"]:
+        r, c = statistics.median(sc["bpc"]), statistics.median(sc["ceiling"])
+        rows.append(line("bpc 2 threads vs 1 at mnist b1024, paired in one process",
+                         f"{r:.2f}× (machine ceiling {c:.2f}×)", "≥ 1.7×", r >= 1.7))
     rss = [r for r in recs if r.get("workload") == "rss"]
     if rss:
         peak = rss[0]["peak_kb"] * 1024
@@ -308,5 +354,5 @@ def render(env, recs, rounds, threads):
     head = [f"## bpc vs PyTorch, JAX and NumPy (median of {rounds} rounds; ± = half the range over the rounds)",
             "\n".join(f"- {k}: {v}" for k, v in env.items())]
     parts = head + train_tables(recs, threads) + small_tables(recs, threads) + gemm_table(recs, threads)
-    parts += floor_table(recs, threads) + targets(recs, threads) + round_ratios(recs, threads)
+    parts += floor_table(recs, threads) + scaling_table(recs) + targets(recs, threads) + round_ratios(recs, threads)
     return "\n\n".join(parts) + "\n"

@@ -29,8 +29,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Error> {
     let jit = runner.prepare(batch_size).map_err(|e| run_error(&model, e))?;
     let compile = t0.elapsed();
 
-    let mut batch = Batch::new(&schema, batch_size);
-    fill(&mut batch, &schema, batch_size);
+    let batch = Batch::synthetic(&schema, batch_size);
     let t1 = Instant::now();
     runner.run(&batch, Slab::Mut(&mut params.data), a.lr).map_err(|e| run_error(&model, e))?;
     let first = t1.elapsed();
@@ -72,24 +71,4 @@ pub fn run(a: &BenchArgs) -> Result<(), Error> {
         println!("  examples/s     {examples_per_s:.0}");
     }
     Ok(())
-}
-
-/// Deterministic synthetic inputs and labels for `rows` examples.
-fn fill(batch: &mut Batch, schema: &Schema, rows: usize) {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for buf in &mut batch.inputs {
-        for x in buf.iter_mut() {
-            // xorshift64: a cheap, fixed pattern (not a statistical RNG).
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            *x = (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-        }
-    }
-    let k = schema.classes().unwrap_or(1).max(1);
-    for (i, c) in batch.classes.iter_mut().enumerate() {
-        *c = (i % k) as i32;
-    }
-    batch.reals.fill(0.0);
-    batch.rows = rows;
 }

@@ -76,6 +76,27 @@ impl Batch {
         }
     }
 
+    /// A minibatch of `rows` deterministic synthetic examples, for benchmarks (`bpc bench`):
+    /// inputs a fixed pseudo-random pattern in [-1, 1), class labels cycling through the
+    /// classes, real labels 0.
+    pub fn synthetic(schema: &Schema, rows: usize) -> Batch {
+        let mut batch = Batch::new(schema, rows);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for x in batch.inputs.iter_mut().flatten() {
+            // xorshift64: a cheap, fixed pattern (not a statistical RNG).
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *x = (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        }
+        let k = schema.classes().unwrap_or(1).max(1);
+        for (i, c) in batch.classes.iter_mut().enumerate() {
+            *c = (i % k) as i32;
+        }
+        batch.rows = rows;
+        batch
+    }
+
     /// Copies the examples `idx` of `data` into the buffers (row `r` = example `idx[r]`).
     pub fn gather(&mut self, data: &Dataset, idx: &[usize]) {
         assert!(
@@ -410,6 +431,25 @@ mod tests {
         let mut w: Vec<&[f32]> = recycle(v);
         w.push(&data);
         assert_eq!((w.as_ptr() as usize, w.capacity()), (ptr, cap));
+    }
+
+    #[test]
+    fn synthetic_batch_is_a_fixed_pattern() {
+        let schema = Schema {
+            inputs: vec![
+                InputSpec { name: "a".into(), shape: vec![2], offset: 0, len: 2 },
+                InputSpec { name: "b".into(), shape: vec![], offset: 2, len: 1 },
+            ],
+            label: Some(crate::schema::LabelSpec { name: "y".into(), kind: crate::schema::LabelKind::Class(3) }),
+        };
+        let b = Batch::synthetic(&schema, 4);
+        assert_eq!(b.rows, 4);
+        assert_eq!(b.classes, [0, 1, 2, 0]);
+        assert_eq!((b.inputs[0].len(), b.inputs[1].len()), (8, 4));
+        assert!(b.inputs.iter().flatten().all(|x| (-1.0..1.0).contains(x)));
+        // The xorshift64 pattern continues from one input's buffer into the next.
+        assert_ne!(b.inputs[0][..4], b.inputs[1][..]);
+        assert_eq!(Batch::synthetic(&schema, 4).inputs, b.inputs);
     }
 
     #[test]
