@@ -298,6 +298,11 @@ def targets(recs, threads):
     st = max((gbs.median("NumPy", "limit-stream-mul", t) or 0) for t in threads)
     if f and st:
         rows.append(line("fused-elementwise vs NumPy a*b GB/s", ratio(f, st), "≥ 1.0×", f >= st))
+    for t in threads:
+        kit, blas = gemm_floor(recs, 1024, t, ("gemmkit",)), gemm_floor(recs, 1024, t)
+        if kit and blas:
+            rows.append(line(f"GEMM of mnist b1024 (its five products), gemmkit vs OpenBLAS, {t}t", f"{kit / blas:.0%}",
+                             "≥ 80%", kit >= 0.8 * blas))
     wl = workload_id(MNIST, 1024)
     if 1 in threads and 2 in threads and eps.median("bpc", wl, 1) and eps.median("bpc", wl, 2):
         r = eps.median("bpc", wl, 2) / eps.median("bpc", wl, 1)
