@@ -170,7 +170,7 @@ fn gemm() {
         let mut out = vec![0.0f32; m * n];
         let mut times = Vec::new();
         for threads in [1, 2] {
-            let opts = Options { threads, gemm_parallel_min: 0, ..Options::default() };
+            let opts = Options { threads, gemm_parallel_min: 0, owner_split_max: 0, ..Options::default() };
             let c = compile_with(&f, 1, &opts).unwrap();
             let mut ws = c.workspace();
             let reps = (20_000_000 / (m * n * k)).clamp(3, 2000);

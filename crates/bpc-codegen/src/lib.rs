@@ -117,15 +117,18 @@ pub struct Options {
     pub keep_clif: bool,
     /// Threads for large matrix products; 0 means all available cores.
     pub threads: usize,
-    /// Products with at least this many multiply-adds (`m·n·k`) are split over `threads` by
-    /// the GEMM library.
+    /// Products with at least this many multiply-adds (`m·n·k`) that are not split by owner
+    /// computes are split over `threads` by the GEMM library.
     pub gemm_parallel_min: usize,
-    /// Products with at least this many multiply-adds, and fewer than `gemm_parallel_min`, are
-    /// split over `threads` by rows of their largest operand when that operand is a caller's
-    /// buffer whose rows do not run along the contracted axis, each rayon thread preferring
-    /// the same rows every time (see [`DEFAULT_OWNER_SPLIT_MIN`]); other products below
-    /// `gemm_parallel_min` run on the calling thread.
+    /// Products with at least `owner_split_min` and fewer than `owner_split_max`
+    /// multiply-adds are split over `threads` by rows of their largest operand when that
+    /// operand is a caller's buffer whose rows do not run along the contracted axis, each
+    /// rayon thread preferring the same rows every time (see [`DEFAULT_OWNER_SPLIT_MIN`],
+    /// [`DEFAULT_OWNER_SPLIT_MAX`]); other products below `gemm_parallel_min` run on the
+    /// calling thread.
     pub owner_split_min: usize,
+    /// See `owner_split_min`.
+    pub owner_split_max: usize,
     /// Loop kernels (elementwise maps, reductions keeping an axis) of at least this many
     /// iterations are split over `threads` along an axis their output keeps
     /// ([`DEFAULT_PARALLEL_KERNEL_MIN`]).
@@ -154,6 +157,7 @@ impl Default for Options {
             threads: 0,
             gemm_parallel_min: DEFAULT_GEMM_PARALLEL_MIN,
             owner_split_min: DEFAULT_OWNER_SPLIT_MIN,
+            owner_split_max: DEFAULT_OWNER_SPLIT_MAX,
             parallel_kernel_min: DEFAULT_PARALLEL_KERNEL_MIN,
             row_product_min: DEFAULT_ROW_PRODUCT_MIN,
             pack_depth_min: DEFAULT_PACK_DEPTH_MIN,
@@ -169,7 +173,7 @@ impl Default for Options {
 /// batch-1024 layers are split, smaller products stay on the calling thread.
 pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 24;
 
-/// Products from here up to [`DEFAULT_GEMM_PARALLEL_MIN`] multiply-adds are split by the
+/// Products from here up to [`DEFAULT_OWNER_SPLIT_MAX`] multiply-adds are split by the
 /// owner-computes rule when their largest operand is a caller's buffer (a param, an input, a
 /// result) that can be cut into whole rows of the output: the MNIST `x·W1ᵀ` and
 /// `W1 − lr·dHᵀ·x` then touch the same half of `W1` on the same core, which keeps that half
@@ -178,9 +182,16 @@ pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 24;
 /// 0.75× the time, batch 32 0.66×, batch 64 0.70×.
 /// The same two products split with the halves crossed between the cores ran no faster than
 /// one thread, and gemmkit's own parallel loops at batch 32 took 1.3× the owner split's time.
-/// Batch 2's products (0.4M) gained less and batch 1's (0.2M) lost, hence the 1M cut; at
-/// batch 128 and above the library's split measured as fast or faster.
+/// Batch 2's products (0.4M) gained less and batch 1's (0.2M) lost, hence the 1M cut.
 pub const DEFAULT_OWNER_SPLIT_MIN: usize = 1 << 20;
+
+/// Products with an owner-computes cut take it up to this many multiply-adds, above
+/// [`DEFAULT_GEMM_PARALLEL_MIN`] too. MNIST train step at 2 threads, whole-process A/B of
+/// 8–10 interleaved runs: at batch 128 (25.7M in each large product) the owner split ran at
+/// 1.08× and 1.09× gemmkit's parallel loops; at batch 256 (51.4M) 0.76×, batch 512 0.81×,
+/// batch 1024 (unsharded) 0.81×, where `x` outgrows `W1` and the weight gradient, whose
+/// largest operand is then `x` along its contracted axis, would run on one thread.
+pub const DEFAULT_OWNER_SPLIT_MAX: usize = 1 << 25;
 
 /// The relu mask of the backward pass, `(h > 0) ? dY·W2 : 0`, fuses the product `dY·W2` into
 /// its kernel as a `k`-long dot product per element, which Cranelift's 4-lane vectors run
@@ -301,7 +312,12 @@ pub fn compile_with(func: &Function, batch: usize, opts: &Options) -> Result<Com
         return fail(format!("result {} is {}; results must be f32", r.name, func.ty(r.value)));
     }
     let threads = threads(opts);
-    let policy = plan::GemmPolicy { threads, parallel_min: opts.gemm_parallel_min, owner_min: opts.owner_split_min };
+    let policy = plan::GemmPolicy {
+        threads,
+        parallel_min: opts.gemm_parallel_min,
+        owner_min: opts.owner_split_min,
+        owner_max: opts.owner_split_max,
+    };
     let plan = plan::plan(func, batch, policy);
     let gemms: Box<[gemm::GemmDesc]> = plan
         .steps

@@ -224,13 +224,13 @@ impl Planner<'_> {
         let (dst, lhs_strides, rhs_strides) = (ptr_of(dst), lhs_strides, rhs_strides);
         let g = self.gemm;
         let caller_owned = [dst.base, lhs.base, rhs.base].map(|b| matches!(b, Base::Arg(_) | Base::Result(_)));
-        let cut = (work >= g.owner_min && g.threads > 1)
+        let cut = ((g.owner_min..g.owner_max).contains(&work) && g.threads > 1)
             .then(|| owner_cut([m, n, k], [dst_strides, lhs_strides, rhs_strides], caller_owned, g.threads))
             .flatten();
-        let (threads, split) = if work >= g.parallel_min {
-            (g.threads.max(1), Split::Library)
-        } else if let Some((axis, step)) = cut {
+        let (threads, split) = if let Some((axis, step)) = cut {
             (g.threads, Split::Owner { axis, step })
+        } else if work >= g.parallel_min {
+            (g.threads.max(1), Split::Library)
         } else {
             (1, Split::Library)
         };

@@ -159,12 +159,14 @@ pub(crate) struct Plan {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GemmPolicy {
     pub threads: usize,
-    /// Products of at least this many multiply-adds (`m·n·k`) run on `threads` threads,
-    /// split by the library.
+    /// Products of at least this many multiply-adds (`m·n·k`) not split by owner computes
+    /// run on `threads` threads, split by the library.
     pub parallel_min: usize,
-    /// Products of at least this many multiply-adds, below `parallel_min`, run on `threads`
-    /// threads split by rows of their largest operand ([`Split::Owner`]).
+    /// Products with at least `owner_min` and fewer than `owner_max` multiply-adds run on
+    /// `threads` threads split by rows of their largest operand ([`Split::Owner`]) where
+    /// [`owner_cut`] finds a cut.
     pub owner_min: usize,
+    pub owner_max: usize,
 }
 
 /// How a product runs on more than one thread.

@@ -105,7 +105,7 @@ fn threaded_products_match() {
     let args = random_args(&b.f, 64, 1, &uniform(-1.0, 1.0));
     let want = run_interp(&b.f, 64, &args);
     for threads in [1, 2] {
-        let opts = Options { threads, gemm_parallel_min: 1, ..Options::default() };
+        let opts = Options { threads, gemm_parallel_min: 1, owner_split_max: 0, ..Options::default() };
         let c = compile_with(&b.f, 64, &opts).unwrap();
         assert_eq!(c.stats().gemm_calls, 1);
         let got = run_jit(&c, &b.f, &args);
@@ -132,7 +132,13 @@ fn owner_split_products_match() {
         let args = random_args(&b.f, batch, 7, &uniform(-1.0, 1.0));
         let want = run_interp(&b.f, batch, &args);
         for threads in [2, 3] {
-            let opts = Options { threads, gemm_parallel_min: usize::MAX, owner_split_min: 1, ..Options::default() };
+            let opts = Options {
+                threads,
+                gemm_parallel_min: usize::MAX,
+                owner_split_min: 1,
+                owner_split_max: usize::MAX,
+                ..Options::default()
+            };
             let c = compile_with(&b.f, batch, &opts).unwrap();
             assert_eq!(c.stats().gemm_calls, 2);
             // At batch 512 the weight gradient's largest operand is `x`, whose rows lie along
@@ -142,6 +148,31 @@ fn owner_split_products_match() {
             assert_close(&format!("y, batch {batch}, threads {threads}"), &got[0], &want[0], dot_tol(300));
             assert_close(&format!("g, batch {batch}, threads {threads}"), &got[1], &want[1], dot_tol(batch));
         }
+    }
+}
+
+/// The default policy on 2 threads for MNIST's first layer (`x·W1ᵀ` and `dHᵀ·x`, 784 → 256):
+/// at batch 128 (25.7M multiply-adds each, above `DEFAULT_GEMM_PARALLEL_MIN`) both are split
+/// by owner computes along `W1`'s rows; at batch 256 (51.4M, from `DEFAULT_OWNER_SPLIT_MAX`)
+/// both by gemmkit's parallel loops; same values as the interpreter.
+#[test]
+fn default_policy_owner_splits_batch_128_not_256() {
+    let mut b = B::new("layer1");
+    let x = b.input("x", &[784]);
+    let d = b.input("d", &[256]);
+    let w = b.param("w", &[256, 784]);
+    let y = b.ins(Inst::MatMul { lhs: x, rhs: w, ta: false, tb: true });
+    let g = b.ins(Inst::MatMul { lhs: d, rhs: x, ta: true, tb: false });
+    b.result("y", y);
+    b.result("g", g);
+    for (batch, owner) in [(128, 2), (256, 0)] {
+        let args = random_args(&b.f, batch, 5, &uniform(-1.0, 1.0));
+        let want = run_interp(&b.f, batch, &args);
+        let c = compile_with(&b.f, batch, &Options { threads: 2, ..Options::default() }).unwrap();
+        assert_eq!((c.stats().gemm_calls, c.stats().owner_splits), (2, owner), "batch {batch}");
+        let got = run_jit(&c, &b.f, &args);
+        assert_close(&format!("y, batch {batch}"), &got[0], &want[0], dot_tol(784));
+        assert_close(&format!("g, batch {batch}"), &got[1], &want[1], dot_tol(batch));
     }
 }
 
