@@ -549,6 +549,15 @@ fn bench_reports_throughput() {
 }
 
 #[test]
+fn bench_refuses_a_minibatch_too_large_to_allocate() {
+    // 2^62 examples: the buffer sizes overflow; no panic, no abort.
+    let err = fails(&["bench", "examples/mnist.bp", "--batch", "4611686018427387904"]);
+    assert!(err.contains("examples/mnist.bp: cannot allocate") && err.contains("the minibatch is too large"), "{err}");
+    let err = fails_with(2, &["bench", "examples/mnist.bp", "--seconds", "-1"]);
+    assert!(err.contains("expected a finite number of seconds, 0 or more, found `-1`"), "{err}");
+}
+
+#[test]
 fn gradient_check_passes_on_every_example() {
     for m in ["add_mul", "sigmoid_neuron", "max_gate", "squared_error", "logistic", "iris", "digits", "mnist"] {
         let j: Value = serde_json::from_str(&ok(&["check", &format!("examples/{m}.bp"), "--json"])).unwrap();

@@ -29,7 +29,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Error> {
     let jit = runner.prepare(batch_size).map_err(|e| run_error(&model, e))?;
     let compile = t0.elapsed();
 
-    let batch = Batch::synthetic(&schema, batch_size);
+    let batch = Batch::synthetic(&schema, batch_size).map_err(|e| run_error(&model, e))?;
     let t1 = Instant::now();
     runner.run(&batch, Slab::Mut(&mut params.data), a.lr).map_err(|e| run_error(&model, e))?;
     let first = t1.elapsed();

@@ -334,7 +334,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = whole_number)]
     pub seed: u64,
     /// Run for at least this many seconds ...
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = seconds)]
     pub seconds: f64,
     /// ... and at least this many steps.
     #[arg(long, default_value_t = 10)]
@@ -466,6 +466,13 @@ fn lr_schedule(text: &str) -> Result<bpc::train::LrSchedule, String> {
 }
 
 /// `--lr`: a finite positive number (a negative rate would climb the loss).
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!("expected a finite number of seconds, 0 or more, found `{text}`")),
+    }
+}
+
 fn learning_rate(text: &str) -> Result<f32, String> {
     match text.trim().parse::<f32>() {
         Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),

@@ -10,7 +10,7 @@ use cranelift_jit::JITModule;
 
 use crate::gemm::GemmDesc;
 use crate::jit::EntryFn;
-use crate::{Arg, CallError, Stats};
+use crate::{Arg, CallError, CodegenError, Stats};
 
 /// One caller buffer a compiled function expects: an argument or a result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,21 +106,31 @@ impl Compiled {
     }
 
     /// A workspace for calling this function from one thread. Its pages are touched here, so
-    /// the first call does not pay for page faults.
+    /// the first call does not pay for page faults. Panics if the memory cannot be allocated
+    /// ([`Compiled::try_workspace`] returns an error instead).
     pub fn workspace(&self) -> Workspace {
+        self.try_workspace().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Compiled::workspace`], or an error saying how many bytes could not be allocated (a
+    /// minibatch too large for this machine's memory).
+    pub fn try_workspace(&self) -> Result<Workspace, CodegenError> {
         let (bytes, inner) = match &self.code {
             Code::Jit(_) => (self.stats.workspace_bytes, Vec::new()),
-            Code::Sharded(s) => (s.partial_bytes(), s.workspaces()),
+            Code::Sharded(s) => (s.partial_bytes(), s.workspaces()?),
         };
         let lines = bytes.div_ceil(64).max(1);
-        let mut mem = vec![Line([0; 64]); lines];
+        let mut mem = Vec::new();
+        mem.try_reserve_exact(lines)
+            .map_err(|_| CodegenError(format!("cannot allocate the {bytes} bytes of workspace of {}", self.name())))?;
+        mem.resize(lines, Line([0; 64]));
         for line in mem.iter_mut().step_by(4096 / 64) {
             // Volatile: a zero stored into zeroed memory is otherwise elided.
             // SAFETY: `line` is a valid, exclusive reference.
             unsafe { std::ptr::write_volatile(&mut line.0[0], 0) };
         }
         let ptrs = vec![0; self.args.len() + self.results.len()];
-        Workspace { owner: self.id, mem, ptrs, gemm: gemmkit::Workspace::new(), inner }
+        Ok(Workspace { owner: self.id, mem, ptrs, gemm: gemmkit::Workspace::new(), inner })
     }
 
     /// The arguments, in `Function::args` order.

@@ -169,10 +169,10 @@ impl Sharding {
     }
 
     /// The shards' workspaces, then the combine's.
-    pub(crate) fn workspaces(&self) -> Vec<Workspace> {
-        let mut w: Vec<Workspace> = (0..self.shards).map(|_| self.shard.workspace()).collect();
-        w.push(self.combine.workspace());
-        w
+    pub(crate) fn workspaces(&self) -> Result<Vec<Workspace>, CodegenError> {
+        let mut w = (0..self.shards).map(|_| self.shard.try_workspace()).collect::<Result<Vec<_>, _>>()?;
+        w.push(self.combine.try_workspace()?);
+        Ok(w)
     }
 
     /// Runs the shards on rayon's threads, then the combine.

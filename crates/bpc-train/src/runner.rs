@@ -79,8 +79,21 @@ impl Batch {
     /// A minibatch of `rows` deterministic synthetic examples, for benchmarks (`bpc bench`):
     /// inputs a fixed pseudo-random pattern in [-1, 1), class labels cycling through the
     /// classes, real labels 0.
-    pub fn synthetic(schema: &Schema, rows: usize) -> Batch {
-        let mut batch = Batch::new(schema, rows);
+    /// Fails if the buffers cannot be allocated.
+    pub fn synthetic(schema: &Schema, rows: usize) -> Result<Batch, RunError> {
+        let width = label_width(schema);
+        let mut batch = Batch {
+            inputs: schema
+                .inputs
+                .iter()
+                .map(|i| zeros(i.len.checked_mul(rows), &format!("input {}", i.name)))
+                .collect::<Result<_, _>>()?,
+            classes: zeros(Some(rows), "the labels")?,
+            reals: zeros(width.checked_mul(rows), "the labels")?,
+            rows: 0,
+            lens: schema.inputs.iter().map(|i| (i.offset, i.len)).collect(),
+            label_width: width,
+        };
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for x in batch.inputs.iter_mut().flatten() {
             // xorshift64: a cheap, fixed pattern (not a statistical RNG).
@@ -94,7 +107,7 @@ impl Batch {
             *c = (i % k) as i32;
         }
         batch.rows = rows;
-        batch
+        Ok(batch)
     }
 
     /// Copies the examples `idx` of `data` into the buffers (row `r` = example `idx[r]`).
@@ -246,7 +259,10 @@ impl Runner {
                 (r.name.clone(), s.example_len(), s.batch)
             })
             .collect();
-        let buffers = results.iter().map(|&(_, n, b)| vec![0.0; if b { n * capacity } else { n }]).collect();
+        let buffers = results
+            .iter()
+            .map(|(name, n, b)| zeros(if *b { n.checked_mul(capacity) } else { Some(*n) }, &format!("result {name}")))
+            .collect::<Result<_, _>>()?;
         let nargs = slots.len();
         let nres = results.len();
         Ok(Runner {
@@ -286,7 +302,7 @@ impl Runner {
         let opts = bpc_codegen::Options { threads: self.threads, ..bpc_codegen::Options::default() };
         let c = compile_for_batch(&self.func, self.level, rows, &opts).map_err(|e| RunError::Compile(e.0))?;
         let t = t0.elapsed();
-        let ws = c.workspace();
+        let ws = c.try_workspace().map_err(|e| RunError::Compile(e.0))?;
         self.compiled.push((rows, c, ws));
         Ok(t)
     }
@@ -409,6 +425,21 @@ pub fn compile_sharded(
     Some(bpc_codegen::compile_sharded(func, &s.shard, &s.combine, s.shards, s.batch, opts))
 }
 
+/// `count` zeros (`None`: the count overflowed), or an error naming `what` when a minibatch
+/// is too large for this machine's memory.
+fn zeros<T: Clone + Default>(count: Option<usize>, what: &str) -> Result<Vec<T>, RunError> {
+    let fail = |n: Option<usize>| {
+        let bytes = n.and_then(|n| n.checked_mul(size_of::<T>()));
+        let bytes = bytes.map_or("more than 2^64".to_string(), |b| b.to_string());
+        RunError::Call(format!("cannot allocate {bytes} bytes for {what}: the minibatch is too large"))
+    };
+    let n = count.ok_or_else(|| fail(None))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| fail(Some(n)))?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
 /// Reuses a vector's allocation for elements of another lifetime: the vector is emptied and
 /// collected in place (std's in-place `collect` keeps the buffer when the layouts match), so
 /// argument lists borrow fresh buffers every step without allocating.
@@ -442,14 +473,14 @@ mod tests {
             ],
             label: Some(crate::schema::LabelSpec { name: "y".into(), kind: crate::schema::LabelKind::Class(3) }),
         };
-        let b = Batch::synthetic(&schema, 4);
+        let b = Batch::synthetic(&schema, 4).unwrap();
         assert_eq!(b.rows, 4);
         assert_eq!(b.classes, [0, 1, 2, 0]);
         assert_eq!((b.inputs[0].len(), b.inputs[1].len()), (8, 4));
         assert!(b.inputs.iter().flatten().all(|x| (-1.0..1.0).contains(x)));
         // The xorshift64 pattern continues from one input's buffer into the next.
         assert_ne!(b.inputs[0][..4], b.inputs[1][..]);
-        assert_eq!(Batch::synthetic(&schema, 4).inputs, b.inputs);
+        assert_eq!(Batch::synthetic(&schema, 4).unwrap().inputs, b.inputs);
     }
 
     #[test]
