@@ -127,7 +127,7 @@ pub struct Options {
     /// [`DEFAULT_OWNER_SPLIT_MAX`]); other products below `gemm_parallel_min` run on the
     /// calling thread.
     pub owner_split_min: usize,
-    /// See `owner_split_min`.
+    /// The end (exclusive) of the owner-computes range of [`Options::owner_split_min`].
     pub owner_split_max: usize,
     /// Loop kernels (elementwise maps, reductions keeping an axis) of at least this many
     /// iterations are split over `threads` along an axis their output keeps
@@ -169,8 +169,10 @@ impl Default for Options {
 /// Measured on the shared 2-vCPU VM with the MNIST train step at 2 threads (whole-process
 /// A/B, 12 interleaved runs, against the earlier 32M cut): batch 128 (its two large products
 /// have 25.7M multiply-adds) took 0.66× the time split over two threads; batch 64 (12.8M)
-/// 1.14× and batch 32 (6.4M) 1.18× when split, so the cut is 16M: the batch-128 and
-/// batch-1024 layers are split, smaller products stay on the calling thread.
+/// 1.14× and batch 32 (6.4M) 1.18× when split by the library, so the cut is 16M. It now
+/// governs the products without an owner-computes cut and those from
+/// [`DEFAULT_OWNER_SPLIT_MAX`] up (MNIST's layers from batch 256; batch 1024 on two threads
+/// is sharded instead); batch 32–128's layers are split by owner computes.
 pub const DEFAULT_GEMM_PARALLEL_MIN: usize = 1 << 24;
 
 /// Products from here up to [`DEFAULT_OWNER_SPLIT_MAX`] multiply-adds are split by the
@@ -189,8 +191,9 @@ pub const DEFAULT_OWNER_SPLIT_MIN: usize = 1 << 20;
 /// [`DEFAULT_GEMM_PARALLEL_MIN`] too. MNIST train step at 2 threads, whole-process A/B of
 /// 8–10 interleaved runs: at batch 128 (25.7M in each large product) the owner split ran at
 /// 1.08× and 1.09× gemmkit's parallel loops; at batch 256 (51.4M) 0.76×, batch 512 0.81×,
-/// batch 1024 (unsharded) 0.81×, where `x` outgrows `W1` and the weight gradient, whose
-/// largest operand is then `x` along its contracted axis, would run on one thread.
+/// batch 1024 (unsharded) 0.81×: from batch 256 `x` is as large as `W1` or larger, and the
+/// products cut along `x`'s rows, or run on one thread where `x`'s rows lie along the
+/// contracted axis (the weight gradient).
 pub const DEFAULT_OWNER_SPLIT_MAX: usize = 1 << 25;
 
 /// The relu mask of the backward pass, `(h > 0) ? dY·W2 : 0`, fuses the product `dY·W2` into
