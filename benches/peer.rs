@@ -296,19 +296,17 @@ struct Stepper {
 
 impl Stepper {
     fn new(rows: usize, threads: usize) -> Result<Stepper, bpc::Error> {
+        fn msg(e: impl std::fmt::Display) -> bpc::Error {
+            bpc::Error::msg(e.to_string())
+        }
         let model = Model::from_source("mnist.bp", MNIST)?;
-        let schema = Schema::of(&model.func).map_err(|e| bpc::Error::msg(e.to_string()))?;
-        let params = Params::init(&model.func, 0).map_err(|e| bpc::Error::msg(e.to_string()))?;
-        let step = step_function(&model.func, &schema).map_err(|e| bpc::Error::msg(e.to_string()))?;
-        let mut runner =
-            Runner::new(step, OptLevel::O2, &schema, &params, rows).map_err(|e| bpc::Error::msg(e.to_string()))?;
+        let schema = Schema::of(&model.func).map_err(msg)?;
+        let params = Params::init(&model.func, 0).map_err(msg)?;
+        let step = step_function(&model.func, &schema).map_err(msg)?;
+        let mut runner = Runner::new(step, OptLevel::O2, &schema, &params, rows).map_err(msg)?;
         runner.set_threads(threads);
-        runner.prepare(rows).map_err(|e| bpc::Error::msg(e.to_string()))?;
-        let mut s = Stepper {
-            runner,
-            batch: Batch::synthetic(&schema, rows).map_err(|e| bpc::Error::msg(e.to_string()))?,
-            params,
-        };
+        runner.prepare(rows).map_err(msg)?;
+        let mut s = Stepper { runner, batch: Batch::synthetic(&schema, rows).map_err(msg)?, params };
         s.run_for(Duration::ZERO); // the first step pays for page faults
         Ok(s)
     }

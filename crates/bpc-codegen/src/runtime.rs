@@ -78,9 +78,21 @@ pub struct Workspace {
     pub(crate) mem: Vec<Line>,
     pub(crate) ptrs: Vec<usize>,
     /// Packing memory of the GEMM library, grown by the first call that needs it.
-    pub(crate) gemm: gemmkit::Workspace,
+    gemm: gemmkit::Workspace,
     /// A sharded function's: one workspace per shard, then the combine's.
     pub(crate) inner: Vec<Workspace>,
+}
+
+impl Workspace {
+    /// Calls `entry` with this workspace's pointer array, arena and GEMM packing memory.
+    ///
+    /// # Safety
+    /// `entry` belongs to the function this workspace was made for, and `ptrs` holds valid
+    /// pointers to buffers of the sizes that function was compiled for.
+    pub(crate) unsafe fn enter(&mut self, entry: EntryFn) {
+        // SAFETY: the caller's contract.
+        unsafe { entry(self.ptrs.as_ptr(), self.mem.as_mut_ptr().cast::<u8>(), &mut self.gemm) }
+    }
 }
 
 impl fmt::Debug for Workspace {
@@ -202,7 +214,7 @@ impl Compiled {
         // pointer array has one slot per argument and result, all written above. Results
         // are distinct `&mut` buffers; an updated param is the caller's `&mut`.
         match &self.code {
-            Code::Jit(j) => unsafe { (j.entry)(ws.ptrs.as_ptr(), ws.mem.as_mut_ptr().cast::<u8>(), &mut ws.gemm) },
+            Code::Jit(j) => unsafe { ws.enter(j.entry) },
             // SAFETY: as above; the shards address disjoint rows of the batched buffers.
             Code::Sharded(s) => unsafe { s.run(ws) },
         }

@@ -203,10 +203,9 @@ impl Sharding {
         inner[..self.shards].par_iter_mut().with_max_len(1).for_each(|w| {
             // SAFETY: each shard's pointers address its own rows of the batched buffers, its
             // own partials, the shared read-only arguments and its own workspace.
-            unsafe { entry(w.ptrs.as_ptr(), w.mem.as_mut_ptr().cast::<u8>(), &mut w.gemm) }
+            unsafe { w.enter(entry) }
         });
-        let w = &mut inner[self.shards];
         // SAFETY: the combine reads the partials the shards wrote and the outer shared buffers.
-        unsafe { (combine_code.entry)(w.ptrs.as_ptr(), w.mem.as_mut_ptr().cast::<u8>(), &mut w.gemm) }
+        unsafe { inner[self.shards].enter(combine_code.entry) }
     }
 }

@@ -65,35 +65,34 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Panics if the buffers cannot be allocated ([`Batch::try_new`] returns an error instead).
     pub fn new(schema: &Schema, capacity: usize) -> Batch {
-        Batch {
-            inputs: schema.inputs.iter().map(|i| vec![0.0; capacity * i.len]).collect(),
-            classes: vec![0; capacity],
-            reals: vec![0.0; capacity * label_width(schema)],
+        Batch::try_new(schema, capacity).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Buffers for `capacity` rows of `schema`'s inputs and labels, zeroed, or an error when a
+    /// minibatch that large cannot be allocated.
+    pub fn try_new(schema: &Schema, capacity: usize) -> Result<Batch, RunError> {
+        let width = label_width(schema);
+        Ok(Batch {
+            inputs: schema
+                .inputs
+                .iter()
+                .map(|i| zeros(i.len.checked_mul(capacity), &format!("input {}", i.name)))
+                .collect::<Result<_, _>>()?,
+            classes: zeros(Some(capacity), "the labels")?,
+            reals: zeros(width.checked_mul(capacity), "the labels")?,
             rows: 0,
             lens: schema.inputs.iter().map(|i| (i.offset, i.len)).collect(),
-            label_width: label_width(schema),
-        }
+            label_width: width,
+        })
     }
 
     /// A minibatch of `rows` deterministic synthetic examples, for benchmarks (`bpc bench`):
     /// inputs a fixed pseudo-random pattern in [-1, 1), class labels cycling through the
-    /// classes, real labels 0.
-    /// Fails if the buffers cannot be allocated.
+    /// classes, real labels 0. Fails if the buffers cannot be allocated.
     pub fn synthetic(schema: &Schema, rows: usize) -> Result<Batch, RunError> {
-        let width = label_width(schema);
-        let mut batch = Batch {
-            inputs: schema
-                .inputs
-                .iter()
-                .map(|i| zeros(i.len.checked_mul(rows), &format!("input {}", i.name)))
-                .collect::<Result<_, _>>()?,
-            classes: zeros(Some(rows), "the labels")?,
-            reals: zeros(width.checked_mul(rows), "the labels")?,
-            rows: 0,
-            lens: schema.inputs.iter().map(|i| (i.offset, i.len)).collect(),
-            label_width: width,
-        };
+        let mut batch = Batch::try_new(schema, rows)?;
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for x in batch.inputs.iter_mut().flatten() {
             // xorshift64: a cheap, fixed pattern (not a statistical RNG).
